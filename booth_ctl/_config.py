@@ -1,0 +1,189 @@
+"""The booth configuration: one TOML file, validated at load.
+
+Unknown keys are refused and every error names the field and the bound. The ``[sim]`` table
+belongs to the simulator and is not read here beyond being a table.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drivers import ConfigError, DeviceConfig, RegisterMap, format_validation_error, load_register_map
+
+#: Claim 29: the solder is never transferred above this, whatever a recipe says.
+O2_ABSOLUTE_MAX_PPM = 10_000.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Strict):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    keepalive_s: Annotated[int, Field(ge=1, le=3600)] = 10
+    username: str | None = None
+    #: File holding the password (never the password itself in the config).
+    password_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: A reply of a repeated request_id is served from the record store for this long.
+    request_id_keep_s: Annotated[float, Field(gt=0)] = 86_400.0
+    #: Bound of the in-memory publish queue; MQTT can never stall the scan.
+    queue_max: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
+
+
+class ScanConfig(_Strict):
+    period_ms: Annotated[float, Field(ge=1, le=1000)] = 10.0
+
+
+class TelemetryConfig(_Strict):
+    period_s: Annotated[float, Field(ge=0.05, le=3600)] = 1.0
+
+
+class RecordsConfig(_Strict):
+    path: str
+    recipes_dir: str = "recipes"
+
+
+class BoothGeometry(_Strict):
+    volume_l: Annotated[float, Field(gt=0, le=100_000)]
+    purge_volumes: Annotated[float, Field(ge=1.0, le=50)] = 3.0
+
+
+class LimitsConfig(_Strict):
+    o2_stale_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    o2_frozen_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    temp_stale_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    temp_max_c: Annotated[float, Field(gt=0, le=450)] = 380.0
+    runaway_hysteresis_c: Annotated[float, Field(gt=0, le=100)] = 15.0
+    runaway_max_error_c_s: Annotated[float, Field(gt=0)] = 600.0
+    heating_check_window_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    heating_check_gain_c: Annotated[float, Field(gt=0, le=100)] = 1.0
+    stuck_on_rise_c: Annotated[float, Field(gt=0, le=100)] = 5.0
+    vessel_dips_warn: Annotated[int, Field(ge=1)] = 500
+    flux_dips_warn: Annotated[int, Field(ge=1)] = 200
+
+
+class HolderConfig(_Strict):
+    kind: Literal["suction", "chain", "both"]
+    vacuum_hold_kpa: Annotated[float, Field(gt=0, le=101)] = 40.0
+    load_station: Annotated[int, Field(ge=0, le=15)] = 0
+    z_travel_mm: Annotated[float, Field(ge=0)] = 0.0
+    z_fast_speed_mm_s: Annotated[float, Field(gt=0, le=2000)] = 200.0
+    z_max_mm: Annotated[float, Field(gt=0, le=2000)] = 150.0
+
+
+class FluxConfig(_Strict):
+    station: Annotated[int, Field(ge=0, le=15)]
+    surface_z_mm: Annotated[float, Field(gt=0)]
+    depth_max_mm: Annotated[float, Field(gt=0)]
+    level_low_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+
+
+class VesselConfig(_Strict):
+    controller: str
+    station: Annotated[int, Field(ge=0, le=15)]
+    surface_z_mm: Annotated[float, Field(gt=0)]
+    depth_max_mm: Annotated[float, Field(gt=0)]
+    idle_setpoint_c: Annotated[float, Field(ge=0, le=450)]
+
+
+class BoothConfig(_Strict):
+    booth_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    mqtt: MqttConfig
+    scan: ScanConfig = ScanConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    records: RecordsConfig
+    booth: BoothGeometry
+    limits: LimitsConfig = LimitsConfig()
+    holder: HolderConfig
+    flux: FluxConfig
+    vessels: Annotated[dict[str, VesselConfig], Field(min_length=1)]
+    devices: dict[str, DeviceConfig]
+    #: The simulator's own table; the supervisor ignores its content.
+    sim: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BoothConfig:
+        kinds = {name: d.kind for name, d in self.devices.items()}
+        for needed in ("remote_io", "holder_drive", "o2_analyzer"):
+            if needed not in kinds.values():
+                raise ValueError(f"devices: no device of kind {needed!r}")
+        stations = {self.holder.load_station: "holder.load_station", self.flux.station: "flux"}
+        for name, v in self.vessels.items():
+            if kinds.get(v.controller) != "temp_controller":
+                raise ValueError(
+                    f"vessels.{name}.controller: {v.controller!r} is not a temp_controller device"
+                )
+            if v.station in stations:
+                raise ValueError(
+                    f"vessels.{name}.station: station {v.station} is already {stations[v.station]}"
+                )
+            stations[v.station] = f"vessels.{name}"
+            if v.surface_z_mm + v.depth_max_mm > self.holder.z_max_mm:
+                raise ValueError(
+                    f"vessels.{name}: surface_z_mm + depth_max_mm exceeds holder.z_max_mm "
+                    f"({self.holder.z_max_mm})"
+                )
+        if self.flux.surface_z_mm + self.flux.depth_max_mm > self.holder.z_max_mm:
+            raise ValueError("flux: surface_z_mm + depth_max_mm exceeds holder.z_max_mm")
+        return self
+
+    def device_of_kind(self, kind: str) -> str:
+        """The name of the (first) device of this kind."""
+        for name, d in self.devices.items():
+            if d.kind == kind:
+                return name
+        raise KeyError(kind)
+
+
+class LoadedConfig:
+    """A validated config with its file's location and the register maps it names."""
+
+    def __init__(self, path: Path, config: BoothConfig, maps: dict[str, RegisterMap]) -> None:
+        self.path = path
+        self.config = config
+        self.maps = maps
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.path.parent / p)
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Load, validate and resolve the register maps; ConfigError lists every problem."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    return config_from_dict(data, p)
+
+
+def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
+    try:
+        cfg = BoothConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
+    maps: dict[str, RegisterMap] = {}
+    problems: list[str] = []
+    for name, dev in cfg.devices.items():
+        if dev.map is None:
+            continue
+        map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
+        try:
+            maps[name] = load_register_map(map_path)
+        except ConfigError as exc:
+            problems.append(f"devices.{name}.map: {exc}")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    return LoadedConfig(path, cfg, maps)
