@@ -28,7 +28,7 @@ test: $(STAMP) mosquitto lint
 	$(BIN)/pytest -q
 
 demo: $(STAMP) mosquitto
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m devkit.demo
 
 bench: $(STAMP) mosquitto
 	$(BIN)/python bench/run_all.py

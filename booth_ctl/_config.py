@@ -12,7 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers import ConfigError, DeviceConfig, RegisterMap, format_validation_error, load_register_map
+from drivers import (
+    ConfigError,
+    DeviceConfig,
+    RegisterMap,
+    format_validation_error,
+    load_register_map,
+)
 
 #: Claim 29: the solder is never transferred above this, whatever a recipe says.
 O2_ABSOLUTE_MAX_PPM = 10_000.0
@@ -36,6 +42,13 @@ class MqttConfig(_Strict):
     request_id_keep_s: Annotated[float, Field(gt=0)] = 86_400.0
     #: Bound of the in-memory publish queue; MQTT can never stall the scan.
     queue_max: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
+    #: Commands waiting to run at most; beyond this a command is answered ``busy`` at once.
+    command_queue_max: Annotated[int, Field(ge=1, le=10_000)] = 64
+    #: Reconnect backoff: first wait, and the cap it doubles up to (each wait jittered).
+    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 0.1
+    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    #: A QoS 1 publish not acknowledged by the broker within this time counts as a lost link.
+    publish_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
 
 
 class ScanConfig(_Strict):
@@ -68,6 +81,12 @@ class LimitsConfig(_Strict):
     stuck_on_rise_c: Annotated[float, Field(gt=0, le=100)] = 5.0
     vessel_dips_warn: Annotated[int, Field(ge=1)] = 500
     flux_dips_warn: Annotated[int, Field(ge=1)] = 200
+    #: No recipe may ask for a shorter O2 stable time than this.
+    o2_stable_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    #: O2 limit while no job runs (resetting, idle): the purge stops once O2 is under it.
+    o2_ready_ppm: Annotated[float, Field(gt=0, le=O2_ABSOLUTE_MAX_PPM)] = 1000.0
+    #: A stopping or aborting holder that has not confirmed the top by then is given up on.
+    withdraw_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
 
 
 class HolderConfig(_Strict):
@@ -77,6 +96,10 @@ class HolderConfig(_Strict):
     z_travel_mm: Annotated[float, Field(ge=0)] = 0.0
     z_fast_speed_mm_s: Annotated[float, Field(gt=0, le=2000)] = 200.0
     z_max_mm: Annotated[float, Field(gt=0, le=2000)] = 150.0
+    #: A position reading within this of its target counts as reached.
+    z_tolerance_mm: Annotated[float, Field(gt=0, le=10)] = 0.5
+    #: The fast approach stops this far above a surface; the rest is at the recipe's speed.
+    approach_gap_mm: Annotated[float, Field(ge=0, le=100)] = 5.0
 
 
 class FluxConfig(_Strict):
@@ -92,6 +115,11 @@ class VesselConfig(_Strict):
     surface_z_mm: Annotated[float, Field(gt=0)]
     depth_max_mm: Annotated[float, Field(gt=0)]
     idle_setpoint_c: Annotated[float, Field(ge=0, le=450)]
+    #: Resetting reaches idle once the solder is within idle_setpoint_c +/- this.
+    idle_band_c: Annotated[float, Field(gt=0, le=50)] = 10.0
+    #: The heater verifier's rise window for this vessel (limits.heating_check_window_s if unset);
+    #: it must outlast the melt plateau of the vessel's charge.
+    heating_check_window_s: Annotated[float, Field(gt=0, le=3600)] | None = None
 
 
 class BoothConfig(_Strict):
@@ -126,6 +154,11 @@ class BoothConfig(_Strict):
                     f"vessels.{name}.station: station {v.station} is already {stations[v.station]}"
                 )
             stations[v.station] = f"vessels.{name}"
+            if v.idle_setpoint_c + v.idle_band_c >= self.limits.temp_max_c:
+                raise ValueError(
+                    f"vessels.{name}.idle_setpoint_c: plus idle_band_c must stay under "
+                    f"limits.temp_max_c ({self.limits.temp_max_c})"
+                )
             if v.surface_z_mm + v.depth_max_mm > self.holder.z_max_mm:
                 raise ValueError(
                     f"vessels.{name}: surface_z_mm + depth_max_mm exceeds holder.z_max_mm "

@@ -1,5 +1,6 @@
-"""Device drivers of the booth: Modbus (TCP, RTU) and serial, every reading with time and quality."""
+"""Device drivers of the booth: Modbus (TCP, RTU) and serial; every reading has time and quality."""
 
+from ._codec import OutOfRange
 from ._config import (
     Bit,
     DeviceConfig,
@@ -12,6 +13,8 @@ from ._config import (
     format_validation_error,
     load_register_map,
 )
+from ._device import Device
+from ._devices import DeviceSet, open_device
 from ._errors import (
     ConfigError,
     DeviceDisconnected,
@@ -19,18 +22,26 @@ from ._errors import (
     DeviceTimeout,
     ModbusExceptionReply,
     ProtocolError,
+    WriteRefusedError,
     WriteVerifyError,
 )
+from ._modbus_device import ModbusDevice
+from ._o2 import O2Analyzer
 from ._reading import Quality, Reading
 
 __all__ = [
     "Bit",
     "ConfigError",
+    "Device",
     "DeviceConfig",
     "DeviceDisconnected",
     "DeviceError",
+    "DeviceSet",
     "DeviceTimeout",
+    "ModbusDevice",
     "ModbusExceptionReply",
+    "O2Analyzer",
+    "OutOfRange",
     "Point",
     "ProtocolError",
     "Quality",
@@ -40,7 +51,9 @@ __all__ = [
     "SerialTransport",
     "TcpTransport",
     "Transport",
+    "WriteRefusedError",
     "WriteVerifyError",
     "format_validation_error",
     "load_register_map",
+    "open_device",
 ]

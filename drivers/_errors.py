@@ -41,5 +41,9 @@ class WriteVerifyError(DeviceError):
     """A write was answered, but the readback does not show the value written."""
 
 
+class WriteRefusedError(DeviceError, ValueError):
+    """A write that the driver refuses to send: unknown or read-only point, value out of range."""
+
+
 class ConfigError(ValueError):
     """A device config or register map is invalid; the message names the file and field."""

@@ -3,59 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-import tomllib
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-import tomli_w
+from devkit.config import CONFIG_DIR, ROOT, free_port, render_config
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "config"
+__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "wait_for"]
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def render_config(
-    tmp_path: Path,
-    template: str = "booth-sim.toml",
-    overrides: Callable[[dict[str, Any]], None] | None = None,
-) -> Path:
-    """A copy of a shipped config with free loopback ports and every path under ``tmp_path``.
-
-    Map files and the recipes folder point back at the repository's, so the copy may live anywhere.
-    ``overrides`` may edit the parsed dict before it is written.
-    """
-    data = tomllib.loads((CONFIG_DIR / template).read_text(encoding="utf-8"))
-    run = tmp_path / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    data["mqtt"]["port"] = free_port()
-    data["records"]["path"] = str(run / "records.sqlite3")
-    data["records"]["recipes_dir"] = str(CONFIG_DIR / data["records"].get("recipes_dir", "recipes"))
-    for name, dev in data["devices"].items():
-        if "map" in dev:
-            dev["map"] = str(CONFIG_DIR / dev["map"])
-        tr = dev["transport"]
-        if tr["type"] == "tcp":
-            tr["port"] = free_port()
-        else:
-            tr["port"] = str(run / Path(tr["port"]).name)
-    if "sim" in data:
-        data["sim"]["control_socket"] = str(run / "sim.sock")
-    if overrides is not None:
-        overrides(data)
-    out = tmp_path / "booth.toml"
-    out.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return out
 
 
 async def wait_for(
@@ -74,5 +30,7 @@ async def wait_for(
         if last:
             return last  # type: ignore[no-any-return]
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
+            )
         await asyncio.sleep(interval_s)

@@ -1,0 +1,166 @@
+"""Heater verification, apart from the control law (which lives in the temperature controller).
+
+One ``HeaterVerifier`` per vessel watches what the controller reports and says which trip
+conditions are present. It never drives the heater itself: the controller's trip latch does, by
+two paths. Conditions that are about trusting the data (stale, no contact, open thermocouple)
+trip only while the heater is meant to heat; with the heater already off they keep the booth from
+being reset instead. Over-temperature and a rise with the output off trip always.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers import Quality
+
+from ._config import LimitsConfig
+from ._image import Snapshot, fresh_bit, fresh_value, quality
+
+#: The controller's output at or above this (percent) counts as "heating hard".
+OUTPUT_HIGH_PCT = 95.0
+#: At or under this the output counts as off.
+OUTPUT_OFF_PCT = 0.5
+#: After the heater is enabled, the controller may report comm_lost this long (it clears on the
+#: first heartbeat it sees with run=1).
+ENABLE_GRACE_S = 3.0
+
+OVER_TEMP = "over_temp"
+TC_OPEN = "tc_open"
+TEMP_STALE = "temp_stale"
+COMM_LOST = "heater_comm_lost"
+STUCK_ON = "heater_stuck_on"
+RUNAWAY = "heater_runaway"
+NO_RISE = "heater_no_rise"
+
+TEXT = {
+    OVER_TEMP: "solder over temperature",
+    TC_OPEN: "thermocouple fault",
+    TEMP_STALE: "solder temperature reading stale",
+    COMM_LOST: "lost contact with the temperature controller",
+    STUCK_ON: "temperature rising with the heater off (stuck-on element)",
+    RUNAWAY: "temperature off target too long (runaway)",
+    NO_RISE: "heater output high without the expected rise",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    #: Conditions present now (the cause of a latched trip is gone when absent here).
+    present: frozenset[str]
+    #: Conditions that must trip now.
+    trip: frozenset[str]
+
+
+_NONE = Verdict(frozenset(), frozenset())
+
+
+class HeaterVerifier:
+    def __init__(self, device: str, limits: LimitsConfig, window_s: float, stale_s: float) -> None:
+        self._pv = f"{device}.pv_c"
+        self._out = f"{device}.output_pct"
+        self._tc_open = f"{device}.tc_open"
+        self._comm_lost = f"{device}.comm_lost"
+        self._stale_s = stale_s
+        self._max_c = limits.temp_max_c
+        self._hyst_c = limits.runaway_hysteresis_c
+        self._max_error_c_s = limits.runaway_max_error_c_s
+        self._gain_c = limits.heating_check_gain_c
+        self._window_s = window_s
+        self._stuck_rise_c = limits.stuck_on_rise_c
+        self._reset_heating(None)
+        self._off_min_c: float | None = None
+        self._last_now: float | None = None
+
+    def _reset_heating(self, now: float | None) -> None:
+        self._enabled_at = now
+        self._last_target: float | None = None
+        self._error_c_s = 0.0
+        self._approaching = False
+        self._goal_c = 0.0
+        self._goal_t = 0.0
+        self._high_goal_c: float | None = None
+        self._high_goal_t = 0.0
+
+    def check(self, snap: Snapshot, heating: bool, target_c: float) -> Verdict:
+        """``heating``: commanded on (run and contactor); ``target_c``: its setpoint."""
+        now = snap.now
+        dt = 0.0 if self._last_now is None else max(now - self._last_now, 0.0)
+        self._last_now = now
+        present: set[str] = set()
+        pv = fresh_value(snap, self._pv, self._stale_s)
+        q = quality(snap, self._pv)
+        tc_open = fresh_bit(snap, self._tc_open, self._stale_s)
+        if q is Quality.NO_COMM:
+            present.add(COMM_LOST)
+        elif q is Quality.BAD or tc_open is True:
+            present.add(TC_OPEN)
+        elif pv is None or tc_open is None:
+            present.add(TEMP_STALE)
+        if pv is not None and tc_open is not False:
+            pv = None
+        if pv is not None and pv > self._max_c:
+            present.add(OVER_TEMP)
+        if not heating:
+            self._reset_heating(None)
+            self._check_stuck_on(pv, present)
+            return Verdict(frozenset(present), frozenset(present & {OVER_TEMP, STUCK_ON}))
+        if self._enabled_at is None:
+            self._reset_heating(now)
+        assert self._enabled_at is not None
+        comm_lost = fresh_bit(snap, self._comm_lost, self._stale_s)
+        if comm_lost is True and now - self._enabled_at > ENABLE_GRACE_S:
+            present.add(COMM_LOST)
+        output = fresh_value(snap, self._out, self._stale_s)
+        if output is not None and output <= OUTPUT_OFF_PCT:
+            self._check_stuck_on(pv, present)
+        else:
+            self._off_min_c = None
+        if pv is not None:
+            self._check_runaway(now, dt, pv, target_c, present)
+            self._check_rise(now, pv, output, present)
+        return Verdict(frozenset(present), frozenset(present))
+
+    def _check_stuck_on(self, pv: float | None, present: set[str]) -> None:
+        if pv is None:
+            return
+        if self._off_min_c is None or pv < self._off_min_c:
+            self._off_min_c = pv
+        if pv - self._off_min_c >= self._stuck_rise_c:
+            present.add(STUCK_ON)
+
+    def _check_runaway(
+        self, now: float, dt: float, pv: float, target_c: float, present: set[str]
+    ) -> None:
+        """Klipper's verify_heater, integrated over time instead of counted per sample."""
+        if pv >= target_c - self._hyst_c or target_c <= 0.0:
+            self._approaching = False
+            if pv <= target_c + self._hyst_c:
+                self._error_c_s = 0.0
+            self._last_target = target_c
+            return
+        self._error_c_s += (target_c - self._hyst_c - pv) * dt
+        if not self._approaching:
+            if target_c != self._last_target:
+                self._approaching = True
+                self._goal_c = pv + self._gain_c
+                self._goal_t = now + self._window_s
+            elif self._error_c_s >= self._max_error_c_s:
+                present.add(RUNAWAY)
+        elif pv >= self._goal_c:
+            self._error_c_s = 0.0
+            self._goal_c = pv + self._gain_c
+            self._goal_t = now + self._window_s
+        elif now >= self._goal_t:
+            present.add(NO_RISE)
+        self._last_target = target_c
+
+    def _check_rise(self, now: float, pv: float, output: float | None, present: set[str]) -> None:
+        """Output pinned high must show a rise within the window, approaching or not."""
+        if output is None or output < OUTPUT_HIGH_PCT:
+            self._high_goal_c = None
+            return
+        if self._high_goal_c is None or pv >= self._high_goal_c:
+            self._high_goal_c = pv + self._gain_c
+            self._high_goal_t = now + self._window_s
+        elif now >= self._high_goal_t:
+            present.add(NO_RISE)

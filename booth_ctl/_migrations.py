@@ -1,0 +1,147 @@
+"""Versioned schema of the record store.
+
+``PRAGMA user_version`` holds the version a database is at. Migrations are applied in order, each
+in its own transaction, and never edited once shipped: a change of schema is a new entry at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+#: (version, SQL script). The script of version N takes a database from N-1 to N.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE recipes (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            body TEXT NOT NULL,
+            source TEXT NOT NULL,
+            stored_at REAL NOT NULL,
+            UNIQUE (name, hash)
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            lot_id TEXT NOT NULL,
+            recipe_name TEXT,
+            recipe_hash TEXT,
+            units INTEGER,
+            state TEXT NOT NULL,
+            started_at REAL,
+            ended_at REAL,
+            outcome TEXT,
+            reason TEXT
+        );
+        CREATE INDEX jobs_by_lot ON jobs (lot_id);
+        CREATE INDEX jobs_running ON jobs (state) WHERE state = 'running';
+        CREATE TABLE units (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            unit INTEGER NOT NULL,
+            started_at REAL,
+            ended_at REAL,
+            outcome TEXT,
+            reject_reason TEXT,
+            UNIQUE (job_id, unit)
+        );
+        CREATE TABLE dips (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            unit INTEGER,
+            vessel TEXT,
+            o2_ppm REAL,
+            solder_temp_c REAL,
+            depth_mm REAL,
+            dwell_s REAL,
+            entered_at REAL,
+            withdrawn_at REAL,
+            recorded_at REAL NOT NULL,
+            data TEXT NOT NULL
+        );
+        CREATE INDEX dips_by_job ON dips (job_id);
+        CREATE TABLE alarms (
+            id INTEGER PRIMARY KEY,
+            alarm_id TEXT NOT NULL,
+            code TEXT,
+            severity TEXT,
+            text TEXT,
+            set_at REAL NOT NULL,
+            cleared_at REAL
+        );
+        CREATE INDEX alarms_open ON alarms (alarm_id) WHERE cleared_at IS NULL;
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            type TEXT NOT NULL,
+            ts REAL NOT NULL,
+            payload TEXT NOT NULL,
+            delivered INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX events_undelivered ON events (seq) WHERE delivered = 0;
+        CREATE TABLE commands (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            command TEXT NOT NULL,
+            args TEXT NOT NULL,
+            who TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            reply TEXT NOT NULL
+        );
+        CREATE INDEX commands_by_request ON commands (request_id, received_at);
+        CREATE INDEX commands_by_age ON commands (received_at);
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            changed_at REAL NOT NULL,
+            changed_by TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
+
+class SchemaError(Exception):
+    """The database's schema cannot be used by this version of the software."""
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[int, str]] = MIGRATIONS) -> int:
+    """Bring the database to the newest version; return the version it is at.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): each step is its own
+    transaction, so a crash mid-way leaves the database at a whole version.
+    """
+    latest = migrations[-1][0] if migrations else 0
+    current = schema_version(conn)
+    if current > latest:
+        raise SchemaError(
+            f"record store is at schema version {current}, newer than this software knows "
+            f"({latest}); refusing to touch it"
+        )
+    for version, script in migrations:
+        if version <= current:
+            continue
+        if version != current + 1:
+            raise SchemaError(f"schema migrations skip from version {current} to {version}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            # PRAGMA cannot take a bound parameter; version is an int from the table above.
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script on ';' (executescript would COMMIT the open transaction)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,84 @@
+"""PackML states and which command each state accepts (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+STATES = (
+    "stopped",
+    "resetting",
+    "idle",
+    "starting",
+    "execute",
+    "completing",
+    "complete",
+    "holding",
+    "held",
+    "unholding",
+    "suspending",
+    "suspended",
+    "unsuspending",
+    "stopping",
+    "aborting",
+    "aborted",
+    "clearing",
+)
+
+#: Command -> the states that accept it; any other state refuses it with ``invalid_state``.
+ACCEPTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        "reset": frozenset({"stopped", "complete"}),
+        "start": frozenset({"idle"}),
+        "hold": frozenset({"execute", "suspended"}),
+        "unhold": frozenset({"held"}),
+        "stop": frozenset(STATES) - {"stopped", "stopping", "aborting", "aborted", "clearing"},
+        "abort": frozenset(STATES) - {"aborting", "aborted"},
+        "clear": frozenset({"aborted"}),
+    }
+)
+
+#: Where an accepted command leads.
+TARGET = MappingProxyType(
+    {
+        "reset": "resetting",
+        "start": "starting",
+        "hold": "holding",
+        "unhold": "unholding",
+        "stop": "stopping",
+        "abort": "aborting",
+        "clear": "clearing",
+    }
+)
+
+#: The heaters run (two paths closed) only in these states and only with no trip latched.
+HEATING = frozenset(
+    {
+        "resetting",
+        "idle",
+        "starting",
+        "execute",
+        "completing",
+        "complete",
+        "holding",
+        "held",
+        "unholding",
+        "suspending",
+        "suspended",
+        "unsuspending",
+    }
+)
+
+#: A job exists in these states.
+JOB = frozenset(
+    {
+        "starting",
+        "execute",
+        "completing",
+        "holding",
+        "held",
+        "unholding",
+        "suspending",
+        "suspended",
+        "unsuspending",
+    }
+)

@@ -1,0 +1,256 @@
+"""Recipes: one TOML file each, validated against the alloy and flux tables and the booth.
+
+The shape (types, static bounds) is a pydantic model with ``extra="forbid"``; the rules that tie a
+recipe to the booth and to physics are checked on whatever parts parse, so one pass reports every
+problem, each naming its field and the bound it breaks. No recipe can lift a safety rule: the O2
+cap, the over-temperature limit and the minimum stable time come from the booth, not the recipe.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._alloys import ALLOYS, FLUX_AUTOIGNITION_C, FluxAgent
+from ._config import O2_ABSOLUTE_MAX_PPM, BoothConfig
+
+#: The bath must be this far above the alloy's liquidus, so the dip sees fully molten solder.
+SUPERHEAT_MIN_C = 20.0
+#: The hottest the bath may get (setpoint + band) stays this far under the flux's autoignition.
+AUTOIGNITION_MARGIN_C = 50.0
+#: Claim 26: a later layer melts at least this much lower than the layer under it.
+LAYER_STEP_C = 20.0
+#: Claim 31: an alcohol flux carries at most this much solids.
+ALCOHOL_SOLIDS_MAX_WT_PCT = 10.0
+DWELL_MAX_S = 600.0
+DIPS_MAX = 8
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FluxStep(_Strict):
+    agent: FluxAgent
+    solids_wt_pct: Annotated[float, Field(ge=0, le=100)]
+    depth_mm: Annotated[float, Field(gt=0)]
+    dwell_s: Annotated[float, Field(gt=0, le=DWELL_MAX_S)]
+    speed_mm_s: Annotated[float, Field(gt=0)]
+
+
+class DipStep(_Strict):
+    vessel: str
+    alloy: str
+    setpoint_c: Annotated[float, Field(gt=0, le=450)]
+    #: The dip waits until the solder is within setpoint +/- band.
+    band_c: Annotated[float, Field(gt=0, le=50)]
+    depth_mm: Annotated[float, Field(gt=0)]
+    dwell_s: Annotated[float, Field(gt=0, le=DWELL_MAX_S)]
+    entry_speed_mm_s: Annotated[float, Field(gt=0)]
+    withdraw_speed_mm_s: Annotated[float, Field(gt=0)]
+
+
+class Recipe(_Strict):
+    description: str = ""
+    holder: Literal["suction", "chain", "both"]
+    o2_limit_ppm: Annotated[float, Field(gt=0, le=O2_ABSOLUTE_MAX_PPM)]
+    o2_stable_s: Annotated[float, Field(gt=0, le=3600)]
+    drain_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    cool_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    flux: FluxStep
+    dips: Annotated[list[DipStep], Field(min_length=1, max_length=DIPS_MAX)]
+
+    def vessels(self) -> list[str]:
+        return [d.vessel for d in self.dips]
+
+
+class RecipeError(Exception):
+    """Every problem of a recipe, each as ``field: what is wrong (bound)``."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def load_recipe(path: str | Path, cfg: BoothConfig) -> Recipe:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError([f"(file): cannot read recipe: {exc.strerror}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError([f"(file): not valid TOML: {exc}"]) from exc
+    return recipe_from_dict(data, cfg)
+
+
+def recipe_from_dict(data: Any, cfg: BoothConfig) -> Recipe:
+    if not isinstance(data, Mapping):
+        raise RecipeError(["(top): a recipe is a table of fields"])
+    problems: list[str] = []
+    recipe: Recipe | None = None
+    try:
+        recipe = Recipe.model_validate(dict(data))
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc))
+    problems.extend(_rule_problems(data, cfg))
+    if problems or recipe is None:
+        raise RecipeError(problems or ["(top): invalid recipe"])
+    return recipe
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = prefix
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        out.append(f"{loc or '(top)'}: {err['msg']}")
+    return out
+
+
+def _parse_part(model: type[_M], raw: Any) -> _M | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None  # already reported by the whole-recipe validation
+
+
+def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    return float(raw)
+
+
+def _rule_problems(data: Mapping[str, Any], cfg: BoothConfig) -> list[str]:
+    """The rules that need the booth, the tables or several fields, on the parts that parse."""
+    problems: list[str] = []
+    holder = data.get("holder")
+    if holder in ("suction", "chain", "both") and holder != cfg.holder.kind:
+        problems.append(
+            f"holder: {holder!r} does not match this booth's holder.kind {cfg.holder.kind!r}"
+        )
+    stable_s = _number(data.get("o2_stable_s"))
+    if stable_s is not None and stable_s < cfg.limits.o2_stable_s:
+        problems.append(
+            f"o2_stable_s: {stable_s:g} is below the booth's minimum {cfg.limits.o2_stable_s:g} s "
+            "(limits.o2_stable_s)"
+        )
+    flux = _parse_part(FluxStep, data.get("flux"))
+    if flux is not None:
+        problems.extend(_flux_problems(flux, cfg))
+    raw_dips = data.get("dips")
+    dips: list[DipStep | None] = (
+        [_parse_part(DipStep, d) for d in raw_dips] if isinstance(raw_dips, list) else []
+    )
+    problems.extend(_dip_problems(dips, flux, cfg))
+    return problems
+
+
+def _flux_problems(flux: FluxStep, cfg: BoothConfig) -> list[str]:
+    problems = []
+    if flux.agent == "alcohol" and flux.solids_wt_pct > ALCOHOL_SOLIDS_MAX_WT_PCT:
+        problems.append(
+            f"flux.solids_wt_pct: {flux.solids_wt_pct:g} exceeds {ALCOHOL_SOLIDS_MAX_WT_PCT:g} wt% "
+            "for an alcohol flux"
+        )
+    if flux.depth_mm > cfg.flux.depth_max_mm:
+        problems.append(
+            f"flux.depth_mm: {flux.depth_mm:g} exceeds the flux vessel's depth_max_mm "
+            f"{cfg.flux.depth_max_mm:g}"
+        )
+    if flux.speed_mm_s > cfg.holder.z_fast_speed_mm_s:
+        problems.append(
+            f"flux.speed_mm_s: {flux.speed_mm_s:g} exceeds holder.z_fast_speed_mm_s "
+            f"{cfg.holder.z_fast_speed_mm_s:g}"
+        )
+    return problems
+
+
+def _dip_problems(dips: list[DipStep | None], flux: FluxStep | None, cfg: BoothConfig) -> list[str]:
+    problems: list[str] = []
+    seen_vessels: dict[str, int] = {}
+    #: (index, alloy) of the earlier layers that parsed, for claim 26.
+    layers: list[tuple[int, str]] = []
+    for i, dip in enumerate(dips):
+        if dip is None:
+            continue
+        f = f"dips[{i}]"
+        vessel = cfg.vessels.get(dip.vessel)
+        if vessel is None:
+            problems.append(
+                f"{f}.vessel: {dip.vessel!r} is not a vessel of this booth "
+                f"(one of {sorted(cfg.vessels)})"
+            )
+        elif dip.vessel in seen_vessels:
+            problems.append(
+                f"{f}.vessel: {dip.vessel!r} is already used by dips[{seen_vessels[dip.vessel]}]; "
+                "a vessel holds one alloy"
+            )
+        else:
+            seen_vessels[dip.vessel] = i
+        if vessel is not None and dip.depth_mm > vessel.depth_max_mm:
+            problems.append(
+                f"{f}.depth_mm: {dip.depth_mm:g} exceeds vessels.{dip.vessel}.depth_max_mm "
+                f"{vessel.depth_max_mm:g}"
+            )
+        for name in ("entry_speed_mm_s", "withdraw_speed_mm_s"):
+            speed = float(getattr(dip, name))
+            if speed > cfg.holder.z_fast_speed_mm_s:
+                problems.append(
+                    f"{f}.{name}: {speed:g} exceeds holder.z_fast_speed_mm_s "
+                    f"{cfg.holder.z_fast_speed_mm_s:g}"
+                )
+        top_c = dip.setpoint_c + dip.band_c
+        if top_c >= cfg.limits.temp_max_c:
+            problems.append(
+                f"{f}.setpoint_c: setpoint + band_c = {top_c:g} must stay under the booth's "
+                f"over-temperature trip limits.temp_max_c {cfg.limits.temp_max_c:g}"
+            )
+        if flux is not None:
+            ignition_c = FLUX_AUTOIGNITION_C[flux.agent]
+            ceiling_c = ignition_c - AUTOIGNITION_MARGIN_C
+            if top_c > ceiling_c:
+                problems.append(
+                    f"{f}.setpoint_c: setpoint + band_c = {top_c:g} exceeds {ceiling_c:g} C, "
+                    f"{AUTOIGNITION_MARGIN_C:g} C under the autoignition point of a "
+                    f"{flux.agent} flux ({ignition_c:g} C)"
+                )
+        alloy = ALLOYS.get(dip.alloy)
+        if alloy is None:
+            problems.append(
+                f"{f}.alloy: {dip.alloy!r} is not in the alloy table (one of {sorted(ALLOYS)})"
+            )
+            continue
+        floor_c = alloy.liquidus_c + SUPERHEAT_MIN_C
+        if dip.setpoint_c < floor_c:
+            problems.append(
+                f"{f}.setpoint_c: {dip.setpoint_c:g} is below {floor_c:g} C, the liquidus of "
+                f"{alloy.name} ({alloy.liquidus_c:g} C) + {SUPERHEAT_MIN_C:g} C"
+            )
+        if dip.setpoint_c - dip.band_c <= alloy.liquidus_c:
+            problems.append(
+                f"{f}.band_c: setpoint - band_c = {dip.setpoint_c - dip.band_c:g} must stay above "
+                f"the liquidus of {alloy.name} ({alloy.liquidus_c:g} C)"
+            )
+        for j, earlier_name in layers:
+            earlier = ALLOYS[earlier_name]
+            most_c = earlier.solidus_c - LAYER_STEP_C
+            if alloy.liquidus_c > most_c:
+                problems.append(
+                    f"{f}.alloy: {alloy.name} (liquidus {alloy.liquidus_c:g} C) must melt at least "
+                    f"{LAYER_STEP_C:g} C lower than dips[{j}]'s {earlier.name} "
+                    f"(solidus {earlier.solidus_c:g} C): at most {most_c:g} C"
+                )
+            if top_c >= earlier.solidus_c:
+                problems.append(
+                    f"{f}.setpoint_c: setpoint + band_c = {top_c:g} must stay under the solidus of "
+                    f"dips[{j}]'s {earlier.name} ({earlier.solidus_c:g} C), or that layer remelts"
+                )
+        layers.append((i, alloy.name))
+    return problems

@@ -1,0 +1,386 @@
+"""The supervisor at run time: one TaskGroup of named tasks around a fixed-period scan.
+
+Tasks: one poller per device (fills the process image), the scan (snapshot -> controller ->
+desired outputs and events; awaits nothing but its tick), one writer per Modbus device (writes
+what changed, re-asserts the rest), the heartbeats (refresh the I/O watchdog and the heater
+controllers only while the scan is healthy), the event sink (records, then the MES), telemetry,
+and the MES link. What starts a task cancels and awaits it: leaving ``run`` stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from drivers import Device, DeviceError, DeviceSet, Quality, Reading
+
+from ._config import LoadedConfig
+from ._controller import Controller
+from ._events import Event
+from ._image import Snapshot
+from ._scanstats import ScanStats
+from ._sdnotify import SdNotifier
+from ._ticker import Ticker
+
+log = logging.getLogger("booth_ctl.runtime")
+
+#: Heartbeats go out this often; the I/O watchdog (500 ms default) tolerates several misses.
+HEARTBEAT_PERIOD_S = 0.1
+#: The scan counts as healthy while its last on-time scan is younger than this many periods.
+HEALTHY_SCANS = 5
+#: Every desired output is written again this often, even unchanged (a device may have reset).
+REASSERT_PERIOD_S = 2.0
+#: After a failed write, wait this long before the writer tries that device again.
+WRITE_RETRY_S = 0.2
+#: On a graceful stop, scans continue this long so the holder can withdraw before outputs freeze.
+STOP_GRACE_S = 5.0
+#: A device not heard from this long after start is reported down (before that: still coming up).
+STARTUP_GRACE_S = 3.0
+#: Points written by the runtime itself, never by the controller's outputs.
+_RUNTIME_POINTS = frozenset({"watchdog_refresh", "heartbeat", "watchdog_clear", "fault_reset"})
+
+
+class EventSink(Protocol):
+    """Where scan events go: stored first (an outbox), then published."""
+
+    async def put(self, event: Event) -> None: ...
+
+
+class StatusSink(Protocol):
+    def status_changed(self, status: dict[str, Any]) -> None: ...
+
+    def telemetry(self, data: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _DeviceOutputs:
+    """What the controller wants of one device, and what was last written to it."""
+
+    desired: dict[str, float | bool] = field(default_factory=dict)
+    written: dict[str, float | bool] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Supervisor:
+    """Owns the devices, the controller and every task; ``await run(stop)`` until ``stop``."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        controller: Controller | None = None,
+        events: EventSink | None = None,
+        status: StatusSink | None = None,
+        extra_tasks: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.cfg = loaded.config
+        self.controller = controller if controller is not None else Controller(loaded)
+        self.period_s = self.cfg.scan.period_ms / 1000.0
+        self.stats = ScanStats(self.period_s)
+        self.signals: dict[str, Reading] = {}
+        self._stale_s = {name: dev.stale_s for name, dev in self.cfg.devices.items()}
+        self._outputs: dict[str, _DeviceOutputs] = {
+            name: _DeviceOutputs() for name, dev in self.cfg.devices.items() if dev.map is not None
+        }
+        self._events = events
+        self._event_q: asyncio.Queue[Event] = asyncio.Queue()
+        self._status = status
+        self._extra_tasks = dict(extra_tasks or {})
+        self._last_good_scan_s = 0.0
+        self._last_status: dict[str, Any] | None = None
+        self._sd = SdNotifier()
+        self._down: set[str] = set()
+        self._seen: set[str] = set()
+        self._t0 = time.monotonic()
+        self.devices: DeviceSet | None = None
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                self.devices = await stack.enter_async_context(
+                    DeviceSet(self.cfg.devices, self.loaded.maps)
+                )
+                ticker = await stack.enter_async_context(Ticker(self.period_s))
+                async with asyncio.TaskGroup() as tg:
+                    tasks = []
+                    n_dev = len(self.devices.devices)
+                    for i, (name, dev) in enumerate(self.devices.devices.items()):
+                        # Staggered so that the devices' requests do not all go out on one tick.
+                        offset_s = i / n_dev / dev.config.poll_hz
+                        tasks.append(
+                            tg.create_task(self._poll(name, dev, offset_s), name=f"poll:{name}")
+                        )
+                        if name in self._outputs:
+                            tasks.append(
+                                tg.create_task(self._write(name, dev), name=f"write:{name}")
+                            )
+                    tasks.append(tg.create_task(self._scan_loop(ticker), name="scan"))
+                    tasks.append(tg.create_task(self._heartbeats(), name="heartbeats"))
+                    if self._status is not None:
+                        tasks.append(tg.create_task(self._telemetry(), name="telemetry"))
+                    if self._events is not None:
+                        tasks.append(tg.create_task(self._drain_events(), name="events"))
+                    for tname, factory in self._extra_tasks.items():
+                        tasks.append(tg.create_task(factory(), name=tname))
+                    self._sd.notify("READY=1")
+                    self.started.set()
+                    log.info("supervisor of booth %s running", self.cfg.booth_id)
+                    await stop.wait()
+                    self._sd.notify("STOPPING=1")
+                    await self._go_safe_for_stop()
+                    for t in tasks:
+                        t.cancel()
+        finally:
+            self._sd.close()
+
+    async def _go_safe_for_stop(self) -> None:
+        """Trip the controller and keep scanning until the holder is up and outputs are written."""
+        self.controller.trip("supervisor stopping")
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self.period_s)
+            if self._holder_up() and self._all_written():
+                return
+        log.error("stopping with the holder not confirmed up after %.0f s", STOP_GRACE_S)
+
+    def _holder_up(self) -> bool:
+        z = self.signals.get(f"{self.cfg.device_of_kind('holder_drive')}.z_mm")
+        return (
+            z is not None and z.good and float(z.value or 0.0) <= self.cfg.holder.z_travel_mm + 1.0
+        )
+
+    def _all_written(self) -> bool:
+        return all(o.desired == o.written for o in self._outputs.values())
+
+    # ------------------------------------------------------------------ process image
+
+    async def _poll(self, name: str, dev: Device, offset_s: float) -> None:
+        period = 1.0 / dev.config.poll_hz
+        prefix = f"{name}."
+        next_t = time.monotonic() + offset_s
+        await asyncio.sleep(offset_s)
+        while True:
+            readings = await dev.poll()
+            for point, reading in readings.items():
+                self.signals[prefix + point] = reading
+            self._log_device_health(name, readings)
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t = time.monotonic()
+                delay = 0.0
+            await asyncio.sleep(delay)
+
+    def _log_device_health(self, name: str, readings: Mapping[str, Reading]) -> None:
+        bad = any(r.quality is Quality.NO_COMM for r in readings.values())
+        if bad and name not in self._seen and time.monotonic() - self._t0 < STARTUP_GRACE_S:
+            return  # not heard from yet: a first line or connect takes a moment
+        self._seen.add(name)
+        if bad and name not in self._down:
+            self._down.add(name)
+            log.error("device %s: no communication", name)
+        elif not bad and name in self._down:
+            self._down.discard(name)
+            log.warning("device %s: communication restored", name)
+
+    def snapshot(self, now: float) -> Snapshot:
+        """The process image for the scan: a GOOD reading past its device's bound is STALE."""
+        signals: dict[str, Reading] = {}
+        for key, reading in self.signals.items():
+            if reading.quality is Quality.GOOD:
+                dev = key.split(".", 1)[0]
+                if now - reading.ts > self._stale_s.get(dev, 0.5):
+                    reading = Reading(reading.value, reading.ts, Quality.STALE)  # noqa: PLW2901
+            signals[key] = reading
+        return Snapshot(now=now, signals=signals)
+
+    # ------------------------------------------------------------------ scan
+
+    async def _scan_loop(self, ticker: Ticker) -> None:
+        skipped_seen = 0
+        watchdog_every_s = (self._sd.watchdog_s or 0.0) / 4
+        last_wd = 0.0
+        while True:
+            deadline = await ticker.next()
+            start = time.monotonic()
+            try:
+                out = self.controller.scan(self.snapshot(start))
+            except Exception:
+                # The controller is pure and must not raise; if it does, latch a trip and let the
+                # heartbeats lapse so the devices' own layers back it up.
+                log.exception("scan raised: tripping")
+                self._trip_safely("internal error in the scan")
+                continue
+            self._dispatch_outputs(out.outputs)
+            if self._events is not None:
+                for ev in out.events:
+                    # Queue order is scan order; the sink stores each event before it publishes.
+                    self._event_q.put_nowait(ev)
+            if self._status is not None:
+                status = self.controller.status()
+                if status != self._last_status:
+                    self._last_status = status
+                    self._status.status_changed(status)
+            end = time.monotonic()
+            overrun = self.stats.record(start, start - deadline, end - start)
+            if ticker.skipped != skipped_seen:
+                self.stats.record_skipped(end, ticker.skipped - skipped_seen)
+                skipped_seen = ticker.skipped
+                overrun = True
+            if not overrun:
+                self._last_good_scan_s = end
+                if watchdog_every_s and end - last_wd >= watchdog_every_s:
+                    self._sd.notify("WATCHDOG=1")
+                    last_wd = end
+
+    def _trip_safely(self, reason: str) -> None:
+        try:
+            self.controller.trip(reason)
+        except Exception:
+            log.exception("trip raised; heartbeats stop so the devices go safe by themselves")
+            self._last_good_scan_s = -1e9
+
+    def _dispatch_outputs(self, outputs: Mapping[str, float | bool]) -> None:
+        for key, value in outputs.items():
+            dev, _, point = key.partition(".")
+            slot = self._outputs.get(dev)
+            if slot is None or point in _RUNTIME_POINTS:
+                continue
+            if slot.desired.get(point) != value:
+                slot.desired[point] = value
+                slot.changed.set()
+
+    async def _drain_events(self) -> None:
+        """Hands events to the sink one by one, in scan order, off the scan's path."""
+        assert self._events is not None
+        while True:
+            ev = await self._event_q.get()
+            await self._events.put(ev)
+
+    @property
+    def scan_healthy(self) -> bool:
+        return time.monotonic() - self._last_good_scan_s <= HEALTHY_SCANS * self.period_s
+
+    # ------------------------------------------------------------------ outputs
+
+    async def _write(self, name: str, dev: Device) -> None:
+        slot = self._outputs[name]
+        last_full = 0.0
+        failing = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REASSERT_PERIOD_S):
+                    await slot.changed.wait()
+            slot.changed.clear()
+            now = time.monotonic()
+            full = now - last_full >= REASSERT_PERIOD_S
+            todo = {p: v for p, v in slot.desired.items() if full or slot.written.get(p) != v}
+            try:
+                for point, value in todo.items():
+                    await dev.write(point, value)
+                    slot.written[point] = value
+            except DeviceError as exc:
+                slot.written.clear()
+                if not failing:
+                    log.error("writing %s failed: %s", name, exc)
+                    failing = True
+                await asyncio.sleep(WRITE_RETRY_S)
+                slot.changed.set()
+                continue
+            if failing:
+                log.warning("writing %s works again", name)
+                failing = False
+            if full:
+                last_full = now
+
+    async def _heartbeats(self) -> None:
+        assert self.devices is not None
+        io_name = self.cfg.device_of_kind("remote_io")
+        heaters = [n for n, d in self.cfg.devices.items() if d.kind == "temp_controller"]
+        counter = 0
+        while True:
+            await asyncio.sleep(HEARTBEAT_PERIOD_S)
+            if not self.scan_healthy:
+                continue  # let the watchdogs bite: that is what they are for
+            counter = (counter + 1) & 0xFFFF
+            for name in [io_name, *heaters]:
+                dev = self.devices.devices[name]
+                point = "watchdog_refresh" if name == io_name else "heartbeat"
+                try:
+                    await dev.write(point, counter)
+                except DeviceError:
+                    continue  # the poller reports the device's health once per episode
+            await self._clear_io_watchdog(io_name)
+
+    async def _clear_io_watchdog(self, io_name: str) -> None:
+        """After the module's watchdog forced its outputs safe, re-arm it only from a safe state."""
+        assert self.devices is not None
+        tripped = self.signals.get(f"{io_name}.watchdog_tripped")
+        if tripped is None or not tripped.good or not tripped.value:
+            return
+        if self.controller.state not in ("stopped", "aborted"):
+            self._trip_safely("I/O module watchdog tripped: its outputs were forced safe")
+            return
+        slot = self._outputs[io_name]
+        if slot.desired != slot.written:
+            return  # write the controller's (safe) outputs first, then re-arm
+        try:
+            await self.devices.devices[io_name].write("watchdog_clear", 1)
+            log.warning("I/O module watchdog re-armed")
+        except DeviceError as exc:
+            log.error("re-arming the I/O watchdog failed: %s", exc)
+
+    # ------------------------------------------------------------------ telemetry
+
+    def telemetry(self) -> dict[str, Any]:
+        """Readings for the MES, at the configured rate."""
+        cfg = self.cfg
+        io = cfg.device_of_kind("remote_io")
+        holder = cfg.device_of_kind("holder_drive")
+        o2 = cfg.device_of_kind("o2_analyzer")
+
+        def val(key: str) -> Any:
+            r = self.signals.get(key)
+            if r is None or r.value is None:
+                return None
+            return round(r.value, 2) if isinstance(r.value, float) else r.value
+
+        vessels = {}
+        for vname, v in cfg.vessels.items():
+            vessels[vname] = {
+                "temp_c": val(f"{v.controller}.pv_c"),
+                "setpoint_c": val(f"{v.controller}.sv_c"),
+                "heater_output_pct": val(f"{v.controller}.output_pct"),
+            }
+        first = next(iter(vessels.values()))
+        return {
+            "solder_temp_c": first["temp_c"],
+            "solder_setpoint_c": first["setpoint_c"],
+            "heater_output_pct": first["heater_output_pct"],
+            "vessels": vessels,
+            "o2_ppm": val(f"{o2}.ppm"),
+            "n2_flow_lpm": val(f"{io}.n2_flow_lpm"),
+            "holder_station": val(f"{holder}.station"),
+            "holder_z_mm": val(f"{holder}.z_mm"),
+            "vacuum_kpa": val(f"{io}.vacuum_kpa"),
+            "door_closed": val(f"{io}.door_closed"),
+            "estop_ok": val(f"{io}.estop_ok"),
+            "flux_level_pct": val(f"{io}.flux_level_pct"),
+            "state": self.controller.state,
+            "scan": self.stats.figures().as_telemetry(),
+        }
+
+    async def _telemetry(self) -> None:
+        assert self._status is not None
+        while True:
+            await asyncio.sleep(self.cfg.telemetry.period_s)
+            self._status.telemetry(self.telemetry())

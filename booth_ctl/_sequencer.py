@@ -1,0 +1,355 @@
+"""The unit sequencer: load -> flux dip -> transfer -> wait -> solder dip(s) -> drain -> unload.
+
+It turns the job into holder targets and the suction command, one scan at a time. Its own
+guard withdraws an immersed part in the scan that sees a lost condition and rejects the unit; a
+part that is only approaching a surface is pulled back and the dip retried later (not rejected).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ._config import BoothConfig
+from ._events import Event
+from ._interlocks import BASE, FLUX_ENTRY, FLUX_STAY, SOLDER_ENTRY, SOLDER_STAY, unmet
+from ._recipe import DipStep, Recipe
+
+
+class Step(enum.Enum):
+    LOAD_MOVE = "load_move"
+    GRIP = "grip"
+    FLUX_MOVE = "flux_move"
+    FLUX_WAIT = "flux_wait"
+    FLUX_APPROACH = "flux_approach"
+    FLUX_ENTER = "flux_enter"
+    FLUX_DWELL = "flux_dwell"
+    FLUX_UP = "flux_up"
+    DIP_MOVE = "dip_move"
+    DIP_WAIT = "dip_wait"
+    DIP_APPROACH = "dip_approach"
+    DIP_ENTER = "dip_enter"
+    DIP_DWELL = "dip_dwell"
+    DIP_UP = "dip_up"
+    DRAIN = "drain"
+    REJECT_UP = "reject_up"
+    UNLOAD_MOVE = "unload_move"
+    COOL = "cool"
+    RELEASE = "release"
+    DONE = "done"
+
+
+class Mode(enum.Enum):
+    #: execute: advance through the steps.
+    RUN = "run"
+    #: holding: finish an immersion under way, advance nothing else.
+    FINISH = "finish"
+    #: suspending, suspended, stopping, aborting, held: everything up, nothing advances.
+    WITHDRAW = "withdraw"
+
+
+_APPROACH = frozenset({Step.FLUX_APPROACH, Step.DIP_APPROACH})
+_DOWN = frozenset(
+    {Step.FLUX_ENTER, Step.FLUX_DWELL, Step.FLUX_UP, Step.DIP_ENTER, Step.DIP_DWELL, Step.DIP_UP}
+)
+_ENTER = frozenset({Step.FLUX_ENTER, Step.DIP_ENTER})
+_FLUX_STEPS = frozenset({Step.FLUX_APPROACH, Step.FLUX_ENTER, Step.FLUX_DWELL, Step.FLUX_UP})
+_MOVES = frozenset({Step.LOAD_MOVE, Step.FLUX_MOVE, Step.DIP_MOVE, Step.UNLOAD_MOVE})
+
+
+@dataclass(slots=True)
+class Plant:
+    """What the sequencer needs from one scan."""
+
+    now: float
+    z_mm: float | None
+    station: int | None
+    moving: bool | None
+    permissives: Mapping[str, bool]
+    o2_ppm: float | None
+    temps_c: Mapping[str, float | None]
+
+
+@dataclass(slots=True)
+class Result:
+    #: Unmet permissives that stop the sequence (the controller suspends), or None.
+    suspend: list[str] | None = None
+    done: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+class Sequencer:
+    def __init__(self, cfg: BoothConfig, lot_id: str, recipe: Recipe, units: int) -> None:
+        self._cfg = cfg
+        self.lot_id = lot_id
+        self.recipe = recipe
+        self.units = units
+        self.unit = 0
+        self.units_done = 0
+        self.units_rejected = 0
+        self.step = Step.LOAD_MOVE
+        self.flux_done = False
+        self.dip_i = 0
+        #: The part has touched the surface of the current dip and not yet left it.
+        self.immersed = False
+        self.unit_open = False
+        self._t0 = 0.0
+        self._top = cfg.holder.z_travel_mm
+        self._tol = cfg.holder.z_tolerance_mm
+        self._fast = cfg.holder.z_fast_speed_mm_s
+        self.station_target = cfg.holder.load_station
+        self.z_target = self._top
+        self.z_speed = self._fast
+        self.vacuum = cfg.holder.kind != "chain"
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def dip(self) -> DipStep:
+        return self.recipe.dips[min(self.dip_i, len(self.recipe.dips) - 1)]
+
+    def in_dip(self) -> bool:
+        """The part is below the top for a dip (approaching, immersed or coming up)."""
+        return self.step in _APPROACH or self.step in _DOWN
+
+    def at_top(self, plant: Plant) -> bool:
+        return plant.z_mm is not None and plant.z_mm <= self._top + self._tol
+
+    def required(self) -> tuple[str, ...]:
+        """Permissives the current step waits for (what a suspension waits on)."""
+        if self.step in (Step.FLUX_WAIT, *_FLUX_STEPS):
+            return FLUX_ENTRY
+        if self.step in (Step.DIP_WAIT, Step.DIP_APPROACH, Step.DIP_ENTER):
+            return (*SOLDER_ENTRY, f"solder_temp_ok.{self.dip.vessel}")
+        return BASE
+
+    # ------------------------------------------------------------------ stepping
+
+    def run(self, plant: Plant, mode: Mode) -> Result:
+        res = Result()
+        if self.step is Step.DONE:
+            return res
+        self._guard(plant, res)
+        if mode is Mode.WITHDRAW or (mode is Mode.FINISH and not self.in_dip()):
+            if self.step in _DOWN and self.immersed:
+                self._reject("withdrawn", res)
+            elif self.step in _APPROACH or self.step in _ENTER:
+                self._abandon()
+            self._go_top()
+            return res
+        if mode is Mode.FINISH and (
+            self.step in _APPROACH or (self.step in _ENTER and not self.immersed)
+        ):
+            self._abandon()
+            self._go_top()
+            return res
+        if self.step not in _DOWN and self.step is not Step.REJECT_UP:
+            missing = unmet(plant.permissives, BASE)
+            if missing:
+                self._go_top()
+                res.suspend = missing
+                return res
+        self._advance(plant, res)
+        return res
+
+    def stop_job(self, reason: str, res: Result) -> None:
+        """The job is cut short: withdraw, and reject the unit under way."""
+        self._go_top()
+        if self.unit_open:
+            self._reject(reason, res)
+        self.step = Step.DONE
+
+    def _guard(self, plant: Plant, res: Result) -> None:
+        """Section 4: withdraw an immersed part the moment a condition drops; never enter blind."""
+        flux = self.step in _FLUX_STEPS
+        if self.step in _DOWN and self.immersed:
+            missing = unmet(plant.permissives, FLUX_STAY if flux else SOLDER_STAY)
+            if missing:
+                self._reject("lost: " + ", ".join(missing), res)
+        elif self.step in _APPROACH or self.step in _ENTER:
+            missing = unmet(plant.permissives, self.required())
+            if missing:
+                self._abandon()
+                self._go_top()
+
+    def _reject(self, reason: str, res: Result) -> None:
+        self._go_top()
+        if self.unit_open:
+            self.units_rejected += 1
+            self.unit_open = False
+            res.events.append(
+                Event("unit_rejected", {"lot_id": self.lot_id, "unit": self.unit, "reason": reason})
+            )
+        self.immersed = False
+        self.step = Step.REJECT_UP
+
+    def _abandon(self) -> None:
+        self.step = Step.FLUX_WAIT if self.step in _FLUX_STEPS else Step.DIP_WAIT
+        self.immersed = False
+
+    def _go_top(self) -> None:
+        self.z_target = self._top
+        self.z_speed = self._fast
+
+    def _at_station(self, plant: Plant, station: int) -> bool:
+        return plant.station == station and plant.moving is False and self.at_top(plant)
+
+    def _reached(self, plant: Plant) -> bool:
+        return plant.z_mm is not None and abs(plant.z_mm - self.z_target) <= self._tol
+
+    def _advance(self, plant: Plant, res: Result) -> None:
+        cfg = self._cfg
+        s = self.step
+        now = plant.now
+        if s is Step.LOAD_MOVE:
+            if not self.unit_open:
+                self.unit += 1
+                self.unit_open = True
+                self.flux_done = False
+                self.dip_i = 0
+                res.events.append(Event("unit_started", {"lot_id": self.lot_id, "unit": self.unit}))
+            self._move(plant, cfg.holder.load_station, Step.GRIP)
+        elif s is Step.GRIP:
+            self.vacuum = cfg.holder.kind != "chain"
+            if plant.permissives.get("part_held", False):
+                self.step = Step.FLUX_MOVE
+        elif s is Step.FLUX_MOVE:
+            self._move(plant, cfg.flux.station, Step.FLUX_WAIT)
+        elif s is Step.FLUX_WAIT:
+            missing = unmet(plant.permissives, FLUX_ENTRY)
+            if missing:
+                res.suspend = missing
+            else:
+                self.step = Step.FLUX_APPROACH
+                self._approach(cfg.flux.surface_z_mm)
+        elif s is Step.FLUX_APPROACH:
+            if self._reached(plant):
+                self.step = Step.FLUX_ENTER
+                self.z_target = cfg.flux.surface_z_mm + self.recipe.flux.depth_mm
+                self.z_speed = self.recipe.flux.speed_mm_s
+        elif s is Step.FLUX_ENTER:
+            self._enter(plant, cfg.flux.surface_z_mm, None, res)
+            if self._reached(plant):
+                self.step, self._t0 = Step.FLUX_DWELL, now
+        elif s is Step.FLUX_DWELL:
+            if now - self._t0 >= self.recipe.flux.dwell_s:
+                self.step = Step.FLUX_UP
+                self.z_target, self.z_speed = self._top, self.recipe.flux.speed_mm_s
+        elif s is Step.FLUX_UP:
+            self._leave(plant, cfg.flux.surface_z_mm)
+            if self.at_top(plant):
+                self.flux_done = True
+                self.step = Step.DIP_MOVE
+        elif s is Step.DIP_MOVE:
+            self._move(plant, cfg.vessels[self.dip.vessel].station, Step.DIP_WAIT)
+        elif s is Step.DIP_WAIT:
+            missing = unmet(plant.permissives, self.required())
+            if missing:
+                res.suspend = missing
+            else:
+                self.step = Step.DIP_APPROACH
+                self._approach(cfg.vessels[self.dip.vessel].surface_z_mm)
+        elif s is Step.DIP_APPROACH:
+            if self._reached(plant):
+                self.step = Step.DIP_ENTER
+                self.z_target = cfg.vessels[self.dip.vessel].surface_z_mm + self.dip.depth_mm
+                self.z_speed = self.dip.entry_speed_mm_s
+        elif s is Step.DIP_ENTER:
+            self._enter(plant, cfg.vessels[self.dip.vessel].surface_z_mm, self.dip, res)
+            if self._reached(plant):
+                self.step, self._t0 = Step.DIP_DWELL, now
+        elif s is Step.DIP_DWELL:
+            if now - self._t0 >= self.dip.dwell_s:
+                self.step = Step.DIP_UP
+                self.z_target, self.z_speed = self._top, self.dip.withdraw_speed_mm_s
+        elif s is Step.DIP_UP:
+            self._leave(plant, cfg.vessels[self.dip.vessel].surface_z_mm)
+            if self.at_top(plant):
+                self.step, self._t0 = Step.DRAIN, now
+        elif s is Step.DRAIN:
+            if now - self._t0 >= self.recipe.drain_s:
+                if self.dip_i + 1 < len(self.recipe.dips):
+                    self.dip_i += 1
+                    self.step = Step.DIP_MOVE
+                else:
+                    self.step = Step.UNLOAD_MOVE
+        elif s is Step.REJECT_UP:
+            self._go_top()
+            if self.at_top(plant):
+                self.step = Step.UNLOAD_MOVE
+        elif s is Step.UNLOAD_MOVE:
+            if self._move(plant, cfg.holder.load_station, Step.COOL):
+                self._t0 = now
+        elif s is Step.COOL:
+            if now - self._t0 >= self.recipe.cool_s:
+                self.step = Step.RELEASE
+        elif s is Step.RELEASE:
+            self.vacuum = False
+            if self.unit_open:
+                self.units_done += 1
+                self.unit_open = False
+                res.events.append(
+                    Event("unit_completed", {"lot_id": self.lot_id, "unit": self.unit})
+                )
+            if self.unit >= self.units:
+                self.step = Step.DONE
+                res.done = True
+            else:
+                self.step = Step.LOAD_MOVE
+
+    def _move(self, plant: Plant, station: int, then: Step) -> bool:
+        self._go_top()
+        if not self.at_top(plant):
+            return False
+        self.station_target = station
+        if self._at_station(plant, station):
+            self.step = then
+            return True
+        return False
+
+    def _approach(self, surface_z_mm: float) -> None:
+        self.z_target = max(self._top, surface_z_mm - self._cfg.holder.approach_gap_mm)
+        self.z_speed = self._fast
+        self.immersed = False
+
+    def _enter(self, plant: Plant, surface_z_mm: float, dip: DipStep | None, res: Result) -> None:
+        if self.immersed or plant.z_mm is None or plant.z_mm < surface_z_mm:
+            return
+        self.immersed = True
+        if dip is None:
+            flux = self.recipe.flux
+            res.events.append(
+                Event(
+                    "flux_dip",
+                    {
+                        "lot_id": self.lot_id,
+                        "unit": self.unit,
+                        "agent": flux.agent,
+                        "depth_mm": flux.depth_mm,
+                        "dwell_s": flux.dwell_s,
+                    },
+                )
+            )
+            return
+        res.events.append(
+            Event(
+                "dip",
+                {
+                    "lot_id": self.lot_id,
+                    "unit": self.unit,
+                    "dip": self.dip_i + 1,
+                    "vessel": dip.vessel,
+                    "alloy": dip.alloy,
+                    "o2_ppm": plant.o2_ppm,
+                    "solder_temp_c": plant.temps_c.get(dip.vessel),
+                    "depth_mm": dip.depth_mm,
+                    "dwell_s": dip.dwell_s,
+                },
+            )
+        )
+
+    def _leave(self, plant: Plant, surface_z_mm: float) -> None:
+        if plant.z_mm is not None and plant.z_mm < surface_z_mm - self._tol:
+            self.immersed = False
+            self.z_speed = self._fast

@@ -1,0 +1,146 @@
+"""The O2 analyzer's serial line: an ASCII protocol with an XOR checksum (docs/hardware.md).
+
+Every line is ``$<body>*<CC>\\r\\n`` where ``CC`` is the XOR of the bytes of ``<body>`` (between
+``$`` and ``*``) as two upper-case hex digits. The analyzer sends ``$O2,<ppm>,<status>*CC`` every
+update period, unasked; it takes ``$ZERO*CC`` (auto-zero) and ``$RATE,<ms>*CC`` (update period)
+and answers ``$ACK,...*CC`` or ``$NAK,<reason>*CC``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from ._atmosphere import AnalyzerCell
+from ._pty import PtyLink
+
+log = logging.getLogger(__name__)
+
+RATE_MIN_MS = 100
+RATE_MAX_MS = 10_000
+#: Longest command line accepted; longer input without a line end is garbage.
+MAX_LINE = 128
+#: More unread bytes than this on the line means nobody reads it: drop them rather than let a
+#: client that opens the port later read seconds-old values as new ones.
+MAX_BACKLOG_BYTES = 64
+STATUSES = ("OK", "ERR", "CAL")
+
+
+class ChecksumError(ValueError):
+    pass
+
+
+def checksum(body: str) -> str:
+    """XOR of the body's bytes, two upper-case hex digits."""
+    x = 0
+    for b in body.encode("ascii"):
+        x ^= b
+    return f"{x:02X}"
+
+
+def frame(body: str) -> bytes:
+    """A complete line: ``$body*CC\\r\\n``."""
+    return f"${body}*{checksum(body)}\r\n".encode("ascii")
+
+
+def parse(line: bytes | str) -> str:
+    """The body of a line; ChecksumError if it is not ``$body*CC`` with a matching checksum."""
+    text = line.decode("ascii", "replace") if isinstance(line, bytes) else line
+    text = text.strip()
+    if not text.startswith("$") or len(text) < 4 or text[-3] != "*":
+        raise ChecksumError(f"not a $...*CC line: {text!r}")
+    body, cc = text[1:-3], text[-2:]
+    if checksum(body) != cc.upper():
+        raise ChecksumError(f"checksum {cc} does not match {checksum(body)}")
+    return body
+
+
+def o2_line(ppm: float, status: str) -> bytes:
+    """The periodic report: ppm with one decimal, then OK, ERR or CAL."""
+    return frame(f"O2,{ppm:.1f},{status}")
+
+
+def handle_command(body: str, cell: AnalyzerCell) -> str:
+    """Run one command; returns the body of the answer."""
+    parts = body.split(",")
+    cmd = parts[0].upper()
+    if cmd == "ZERO" and len(parts) == 1:
+        cell.start_zero()
+        return "ACK,ZERO"
+    if cmd == "RATE" and len(parts) == 2:
+        try:
+            ms = int(parts[1])
+        except ValueError:
+            return "NAK,RATE,BADVAL"
+        if not RATE_MIN_MS <= ms <= RATE_MAX_MS:
+            return "NAK,RATE,RANGE"
+        cell.period_ms = ms
+        return f"ACK,RATE,{ms}"
+    return f"NAK,{cmd or '?'},UNKNOWN"
+
+
+def _command_name(line: bytes) -> str:
+    """The command word of a line that failed its checksum, or ? if even that is unreadable."""
+    word = line.lstrip(b"$").split(b"*")[0].split(b",")[0].decode("ascii", "replace").upper()
+    return word if word.isalnum() and len(word) <= 16 else "?"
+
+
+class AnalyzerServer:
+    """Async context manager: the analyzer on a pty linked at ``path``.
+
+    Sends one line per report of the cell (the physics decides when: whoever steps the physics
+    calls ``after_step``), answers commands, and is silent while ``silent()`` says so
+    (``o2_analyzer_silent``, ``device_offline``).
+    """
+
+    def __init__(self, path: Path, cell: AnalyzerCell, silent: Callable[[], bool]) -> None:
+        self.path = path
+        self.cell = cell
+        self._silent = silent
+        self._pty = PtyLink(path, self._on_data)
+        self._buf = bytearray()
+        self._seq = cell.report_seq
+
+    async def __aenter__(self) -> AnalyzerServer:
+        await self._pty.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._pty.__aexit__(et, e, tb)
+
+    def _send(self, data: bytes) -> None:
+        if self._pty.pending_to_client() > MAX_BACKLOG_BYTES:
+            self._pty.drop_pending_to_client()
+        self._pty.write(data)
+
+    def after_step(self) -> None:
+        """Send the cell's new report, if it made one since the last call."""
+        if self.cell.report_seq != self._seq:
+            self._seq = self.cell.report_seq
+            if not self._silent():
+                self._send(o2_line(self.cell.reported_ppm, self.cell.status))
+
+    def _on_data(self, data: bytes) -> None:
+        self._buf += data
+        while True:
+            end = self._buf.find(b"\n")
+            if end < 0:
+                if len(self._buf) > MAX_LINE:
+                    self._buf.clear()
+                return
+            line = bytes(self._buf[:end]).strip()
+            del self._buf[: end + 1]
+            if not line or self._silent():
+                continue
+            try:
+                body = parse(line)
+            except ChecksumError:
+                self._send(frame(f"NAK,{_command_name(line)},CHECKSUM"))
+                continue
+            answer = handle_command(body, self.cell)
+            log.info("analyzer: %s -> %s", body, answer)
+            self._send(frame(answer))

@@ -1,0 +1,229 @@
+"""Modbus TCP and RTU servers: thin adapters over the register banks.
+
+Frames are decoded and encoded with pymodbus's own framers and PDU classes (so the wire format is
+exactly what a pymodbus master expects); the requests are answered from the banks. We do not use
+pymodbus's server classes because a simulator must be able to fall silent per unit (a device
+that is offline sends nothing at all, not an exception reply), which they cannot do.
+
+Several units may share one endpoint: devices of one RS-485 line (one pty), or devices behind one
+TCP gateway (one host:port). A request for a unit that is not there, or is offline, gets no reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerBase, FramerRTU, FramerSocket
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+
+from ._banks import FUNCTION_TABLE, AddressError, RegisterBank
+from ._pty import PtyLink
+
+log = logging.getLogger(__name__)
+
+#: Function codes served: read/write bits and registers (Modbus application protocol v1.1b3).
+SERVED_FUNCTIONS = frozenset(FUNCTION_TABLE)
+#: Silence on an RTU line longer than this ends a frame: leftover bytes are garbage. (On a real
+#: wire it is 3.5 characters; a pty has no wire timing, so be generous.)
+RTU_GAP_S = 0.05
+#: A TCP buffer this long without a whole frame is garbage: drop the connection.
+TCP_MAX_PENDING = 512
+READ_CHUNK = 4096
+
+
+@dataclass
+class Unit:
+    device: str
+    bank: RegisterBank
+
+
+class _BankContext:
+    """What pymodbus's request PDUs call to run themselves against a datastore."""
+
+    def __init__(self, units: dict[int, Unit]) -> None:
+        self.units = units
+
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        table = FUNCTION_TABLE[func_code]
+        try:
+            raw = self.units[device_id].bank.read(table, address, count)
+        except AddressError:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if table in ("coil", "discrete"):
+            return [bool(v) for v in raw]
+        return raw
+
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+    ) -> ExcCodes | None:
+        try:
+            self.units[device_id].bank.write(
+                FUNCTION_TABLE[func_code], address, [int(v) for v in values]
+            )
+        except AddressError:
+            return ExcCodes.ILLEGAL_ADDRESS
+        return None
+
+
+class ModbusResponder:
+    """Turns one request frame into its reply frame (or None: stay silent)."""
+
+    def __init__(
+        self, units: dict[int, Unit], offline: Callable[[str], bool], *, tcp: bool = False
+    ) -> None:
+        self.units = dict(units)
+        if tcp and len(units) == 1:
+            # A Modbus TCP device answers its own unit id and also 0 and 255, the ids a TCP
+            # master uses to address "the device itself" (Modbus messaging on TCP/IP, 4.4.2).
+            only = next(iter(units.values()))
+            self.units.setdefault(0, only)
+            self.units.setdefault(255, only)
+        self._offline = offline
+        self._context = _BankContext(self.units)
+        self._decoder = DecodePDU(True)
+
+    async def respond(
+        self, framer: FramerBase, dev_id: int, tid: int, frame: bytes
+    ) -> bytes | None:
+        unit = self.units.get(dev_id)
+        if unit is None or self._offline(unit.device):
+            return None
+        function_code = frame[0]
+        pdu = None
+        if function_code in SERVED_FUNCTIONS:
+            with contextlib.suppress(Exception):
+                pdu = self._decoder.decode(frame)
+        response: ModbusPDU
+        if pdu is None:
+            response = ExceptionResponse(function_code, ExcCodes.ILLEGAL_FUNCTION)
+        else:
+            pdu.dev_id = dev_id
+            pdu.transaction_id = tid
+            # The PDU only calls async_getValues/async_setValues on its datastore.
+            response = await pdu.datastore_update(self._context, dev_id)  # type: ignore[arg-type]
+        response.dev_id = dev_id
+        response.transaction_id = tid
+        return framer.buildFrame(response)
+
+
+class ModbusTcpServer:
+    """Async context manager: a Modbus TCP endpoint (host:port) serving its units."""
+
+    def __init__(self, host: str, port: int, responder: ModbusResponder) -> None:
+        self.host = host
+        self.port = port
+        self.responder = responder
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> ModbusTcpServer:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        framer = FramerSocket(DecodePDU(True))
+        buf = bytearray()
+        try:
+            while data := await reader.read(READ_CHUNK):
+                buf += data
+                while len(buf) >= 8:
+                    if buf[2:4] != b"\0\0":
+                        return  # not Modbus (protocol id must be 0)
+                    used, dev_id, tid, frame = framer.decode(bytes(buf))
+                    if not used:
+                        break
+                    del buf[:used]
+                    if frame:
+                        reply = await self.responder.respond(framer, dev_id, tid, frame)
+                        if reply is not None:
+                            writer.write(reply)
+                            await writer.drain()
+                if len(buf) > TCP_MAX_PENDING:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class ModbusRtuServer:
+    """Async context manager: one RS-485 line (a pty linked at ``path``) and its units."""
+
+    def __init__(self, path: Path, responder: ModbusResponder) -> None:
+        self.path = path
+        self.responder = responder
+        self._framer = FramerRTU(DecodePDU(True))
+        self._pty = PtyLink(path, self._on_data)
+        self._buf = bytearray()
+        self._last_rx = 0.0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ModbusRtuServer:
+        await self._pty.__aenter__()
+        self._task = asyncio.create_task(self._serve(), name=f"rtu-server {self.path}")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._pty.__aexit__(et, e, tb)
+
+    def _on_data(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self._last_rx > RTU_GAP_S:
+            self._buf.clear()
+        self._last_rx = now
+        self._buf += data
+        self._wake.set()
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buf:
+                used, dev_id, _tid, frame = self._framer.decode(bytes(self._buf))
+                if not used:
+                    break
+                del self._buf[:used]
+                if not frame:
+                    continue
+                reply = await self.responder.respond(self._framer, dev_id, 0, frame)
+                if reply is not None:
+                    # Half duplex: the master reads a reply before its next request, so anything
+                    # it has not read yet answers a request it gave up on.
+                    if self._pty.pending_to_client():
+                        self._pty.drop_pending_to_client()
+                    self._pty.write(reply)

@@ -1,0 +1,85 @@
+"""TLS to the broker: the booth checks the broker against the configured CA and shows its own
+client certificate."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devkit.broker import Broker
+from tests._util import wait_for
+from tests.booth_ctl._mes_helpers import FakeController, booth_config, running_link
+
+pytestmark = pytest.mark.mqtt
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _sign(name: str, cn: str, pki: Path, ext: str | None = None) -> None:
+    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=pki)
+    extra = ["-extfile", ext] if ext else []
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", *extra, cwd=pki)
+    (pki / f"{name}.key").chmod(0o600)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+             "-out", "ca.crt", "-days", "2", "-subj", "/CN=booth test CA", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _sign("server", "127.0.0.1", d, "san.ext")
+    _sign("client", "booth-sim-01", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Broker]:
+    b = Broker(
+        tmp_path_factory.mktemp("tls-mosquitto"),
+        listener_options=[
+            f"cafile {pki / 'ca.crt'}",
+            f"certfile {pki / 'server.crt'}",
+            f"keyfile {pki / 'server.key'}",
+            "require_certificate true",
+        ],
+    )
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+async def test_the_booth_connects_over_tls_with_its_client_certificate(
+    tmp_path: Path, tls_broker: Broker, pki: Path
+) -> None:
+    loaded = booth_config(
+        tmp_path, tls_broker.port,
+        tls_ca=str(pki / "ca.crt"),
+        tls_cert=str(pki / "client.crt"),
+        tls_key=str(pki / "client.key"),
+    )
+    async with running_link(loaded, FakeController()) as (link, _):
+        assert link.connected.is_set() and link.connections == 1
+
+
+async def test_without_its_client_certificate_the_booth_is_refused(
+    tmp_path: Path, tls_broker: Broker, pki: Path
+) -> None:
+    loaded = booth_config(tmp_path, tls_broker.port, tls_ca=str(pki / "ca.crt"))
+    refused = "did not return a certificate"
+    before = tls_broker.log_text().count(refused)
+    async with running_link(loaded, FakeController(), wait_connected=False) as (link, _):
+        await wait_for(
+            lambda: tls_broker.log_text().count(refused) > before,
+            timeout_s=10, what="the broker refusing the TLS handshake",
+        )
+        assert not link.connected.is_set() and link.connections == 0

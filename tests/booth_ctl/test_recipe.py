@@ -1,0 +1,252 @@
+"""Recipes: the demo is valid, and every rule refuses with the field and the bound named."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from booth_ctl._alloys import ALLOYS, FLUX_AUTOIGNITION_C
+from booth_ctl._config import LoadedConfig, config_from_dict, load_config
+from booth_ctl._recipe import RecipeError, load_recipe, recipe_from_dict
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def _loaded() -> LoadedConfig:
+    return load_config(CONFIG / "booth-sim.toml")
+
+
+def _demo() -> dict[str, Any]:
+    return tomllib.loads((CONFIG / "recipes" / "demo.toml").read_text(encoding="utf-8"))
+
+
+def _two_vessel_config() -> LoadedConfig:
+    data = tomllib.loads((CONFIG / "booth-sim.toml").read_text(encoding="utf-8"))
+    data["devices"]["heater2"] = copy.deepcopy(data["devices"]["heater1"])
+    data["devices"]["heater2"]["transport"]["unit"] = 2
+    data["vessels"]["solder2"] = {
+        "controller": "heater2",
+        "station": 3,
+        "surface_z_mm": 80.0,
+        "depth_max_mm": 25.0,
+        "idle_setpoint_c": 230.0,
+    }
+    return config_from_dict(data, CONFIG / "booth-sim.toml")
+
+
+def _problems(data: dict[str, Any], loaded: LoadedConfig | None = None) -> list[str]:
+    with pytest.raises(RecipeError) as info:
+        recipe_from_dict(data, (loaded or _loaded()).config)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("config", ["booth-sim.toml", "booth-sim-cold.toml"])
+def test_demo_recipe_is_valid(config: str) -> None:
+    r = load_recipe(CONFIG / "recipes" / "demo.toml", load_config(CONFIG / config).config)
+    assert r.holder == "suction"
+    assert r.flux.agent == "alcohol"
+    assert [d.alloy for d in r.dips] == ["Sn63Pb37"]
+
+
+def test_every_shipped_recipe_is_valid() -> None:
+    for path in sorted((CONFIG / "recipes").glob("*.toml")):
+        load_recipe(path, _loaded().config)
+
+
+def test_alloy_table_has_the_required_alloys_with_their_melting_range() -> None:
+    expected = {
+        "Au80Sn20": (280, 280),
+        "Sn63Pb37": (183, 183),
+        "SAC305": (217, 220),
+        "Sn96.5Ag3.5": (221, 221),
+        "In52Sn48": (118, 118),
+    }
+    for name, (sol, liq) in expected.items():
+        assert (ALLOYS[name].solidus_c, ALLOYS[name].liquidus_c) == (sol, liq)
+    for a in ALLOYS.values():
+        assert a.solidus_c <= a.liquidus_c
+    assert FLUX_AUTOIGNITION_C["alcohol"] <= 399.0  # never more optimistic than isopropanol
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    node: Any = data
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node[int(p)] if p.isdigit() else node[p]
+    last = parts[-1]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+CASES = [
+    ("o2_limit_ppm", 20000.0, r"^o2_limit_ppm: .*less than or equal to 10000"),
+    ("o2_limit_ppm", 0.0, r"^o2_limit_ppm: .*greater than 0"),
+    ("o2_stable_s", 0.5, r"^o2_stable_s: 0\.5 is below .*minimum 1 s \(limits\.o2_stable_s\)"),
+    ("holder", "chain", r"^holder: 'chain' does not match this booth's holder\.kind 'suction'"),
+    ("holder", "hook", r"^holder: Input should be 'suction', 'chain' or 'both'"),
+    ("drain_s", -1.0, r"^drain_s: .*greater than or equal to 0"),
+    ("flux.agent", "water", r"^flux\.agent: Input should be 'alcohol', 'ketone'"),
+    ("flux.solids_wt_pct", 12.0, r"^flux\.solids_wt_pct: 12 exceeds 10 wt% for an alcohol flux"),
+    ("flux.depth_mm", 25.0, r"^flux\.depth_mm: 25 exceeds the flux vessel's depth_max_mm 20"),
+    ("flux.speed_mm_s", 500.0, r"^flux\.speed_mm_s: 500 exceeds holder\.z_fast_speed_mm_s 200"),
+    ("flux.dwell_s", 0.0, r"^flux\.dwell_s: .*greater than 0"),
+    ("flux.color", "red", r"^flux\.color: Extra inputs are not permitted"),
+    ("flux.agent", _DELETE, r"^flux\.agent: Field required"),
+    ("dips.0.vessel", "nope", r"^dips\[0\]\.vessel: 'nope' is not a vessel of this booth"),
+    ("dips.0.alloy", "Unobtainium", r"^dips\[0\]\.alloy: 'Unobtainium' is not in the alloy table"),
+    ("dips.0.setpoint_c", 195.0, r"^dips\[0\]\.setpoint_c: 195 is below 203 C, the liquidus"),
+    ("dips.0.band_c", 70.0, r"^dips\[0\]\.band_c: .*less than or equal to 50"),
+    (
+        "dips.0.depth_mm",
+        30.0,
+        r"^dips\[0\]\.depth_mm: 30 exceeds vessels\.solder1\.depth_max_mm 25",
+    ),
+    ("dips.0.dwell_s", 700.0, r"^dips\[0\]\.dwell_s: .*less than or equal to 600"),
+    (
+        "dips.0.entry_speed_mm_s",
+        300.0,
+        r"^dips\[0\]\.entry_speed_mm_s: 300 exceeds holder\.z_fast_speed_mm_s 200",
+    ),
+    (
+        "dips.0.withdraw_speed_mm_s",
+        0.0,
+        r"^dips\[0\]\.withdraw_speed_mm_s: .*greater than 0",
+    ),
+    ("dips", [], r"^dips: List should have at least 1 item"),
+    ("extra", 1, r"^extra: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "pattern"), CASES, ids=[c[0] for c in CASES])
+def test_each_rule_names_field_and_bound(path: str, value: Any, pattern: str) -> None:
+    import re
+
+    data = _demo()
+    _set(data, path, value)
+    problems = _problems(data)
+    assert any(re.search(pattern, p) for p in problems), problems
+
+
+def test_band_must_stay_above_the_liquidus() -> None:
+    data = _demo()
+    data["dips"][0].update(setpoint_c=210.0, band_c=30.0)
+    problems = _problems(data)
+    assert any(
+        p.startswith("dips[0].band_c: setpoint - band_c = 180 must stay above") and "183" in p
+        for p in problems
+    ), problems
+
+
+def test_setpoint_stays_well_under_the_flux_autoignition_point() -> None:
+    data = _demo()
+    data["dips"][0].update(setpoint_c=310.0, band_c=10.0)
+    problems = _problems(data)
+    assert any(
+        "dips[0].setpoint_c: setpoint + band_c = 320 exceeds 313 C" in p and "alcohol" in p
+        for p in problems
+    ), problems
+    data["flux"]["agent"] = "ketone"
+    recipe_from_dict(data, _loaded().config)  # ketone ignites higher: 320 is fine
+
+
+def test_ether_flux_is_refused_with_any_solder() -> None:
+    data = _demo()
+    data["flux"]["agent"] = "ether"
+    problems = _problems(data)
+    assert any("autoignition point of a ether flux (160 C)" in p for p in problems), problems
+
+
+def test_setpoint_under_the_over_temperature_trip() -> None:
+    data = _demo()
+    data["flux"]["agent"] = "ketone"
+    data["dips"][0].update(alloy="Au88Ge12", setpoint_c=376.0, band_c=10.0)
+    problems = _problems(data)
+    assert any("limits.temp_max_c 380" in p for p in problems), problems
+
+
+def test_ketone_flux_may_carry_more_solids() -> None:
+    data = _demo()
+    data["flux"].update(agent="ketone", solids_wt_pct=31.0)
+    recipe_from_dict(data, _loaded().config)
+
+
+def _two_dips(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    data = _demo()
+    data["flux"]["agent"] = "ketone"
+    base = dict(data["dips"][0])
+    data["dips"] = [{**base, "vessel": "solder1", **first}, {**base, "vessel": "solder2", **second}]
+    return data
+
+
+def test_gold_tin_then_tin_lead_is_valid() -> None:
+    data = _two_dips(
+        {"alloy": "Au80Sn20", "setpoint_c": 320.0}, {"alloy": "Sn63Pb37", "setpoint_c": 230.0}
+    )
+    r = recipe_from_dict(data, _two_vessel_config().config)
+    assert r.vessels() == ["solder1", "solder2"]
+
+
+def test_later_layer_must_melt_20_c_lower() -> None:
+    data = _two_dips(
+        {"alloy": "SAC305", "setpoint_c": 250.0}, {"alloy": "Sn96.5Ag3.5", "setpoint_c": 245.0}
+    )
+    problems = _problems(data, _two_vessel_config())
+    assert any(
+        p.startswith("dips[1].alloy: Sn96.5Ag3.5 (liquidus 221 C) must melt at least 20 C lower")
+        and "at most 197 C" in p
+        for p in problems
+    ), problems
+
+
+def test_later_dip_must_not_remelt_the_earlier_layer() -> None:
+    data = _two_dips(
+        {"alloy": "Au80Sn20", "setpoint_c": 320.0}, {"alloy": "Sn63Pb37", "setpoint_c": 275.0}
+    )
+    problems = _problems(data, _two_vessel_config())
+    assert any("dips[1].setpoint_c" in p and "solidus" in p and "280" in p for p in problems)
+
+
+def test_one_vessel_holds_one_alloy() -> None:
+    data = _two_dips(
+        {"alloy": "Au80Sn20", "setpoint_c": 320.0}, {"alloy": "Sn63Pb37", "setpoint_c": 230.0}
+    )
+    data["dips"][1]["vessel"] = "solder1"
+    problems = _problems(data, _two_vessel_config())
+    assert any(p.startswith("dips[1].vessel: 'solder1' is already used") for p in problems)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = _demo()
+    data["o2_limit_ppm"] = 50000.0
+    data["flux"]["solids_wt_pct"] = 15.0
+    data["dips"][0]["depth_mm"] = 40.0
+    data["dips"][0]["alloy"] = "Nope"
+    data["holder"] = "chain"
+    problems = _problems(data)
+    for field in (
+        "o2_limit_ppm",
+        "flux.solids_wt_pct",
+        "dips[0].depth_mm",
+        "dips[0].alloy",
+        "holder",
+    ):
+        assert any(p.startswith(field + ":") for p in problems), (field, problems)
+
+
+def test_unreadable_and_invalid_toml_files(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        load_recipe(tmp_path / "missing.toml", _loaded().config)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("holder = [", encoding="utf-8")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        load_recipe(bad, _loaded().config)
+    with pytest.raises(RecipeError, match="a recipe is a table"):
+        recipe_from_dict([1, 2], _loaded().config)

@@ -1,0 +1,108 @@
+"""The drivers against the simulated booth, over its real endpoints (Modbus TCP, RTU on a pty,
+the analyzer's serial line on a pty)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers import DeviceSet, O2Analyzer, Quality
+from sim_hw import SimBooth
+from tests._util import render_config, wait_for
+
+from ._fakes import load_devices
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+async def booth(tmp_path: Path) -> AsyncIterator[tuple[SimBooth, DeviceSet]]:
+    def faster(data: dict[str, Any]) -> None:
+        data["sim"]["o2_cal_s"] = 0.3  # the auto-zero's CAL phase, shortened for the test
+
+    path = render_config(tmp_path, overrides=faster)
+    devices, maps = load_devices(path)
+    async with SimBooth(path, control_socket=False) as sim, DeviceSet(devices, maps) as dset:
+        # The banks show the physics from its first step on.
+        await wait_for(lambda: sim.steps >= 2, timeout_s=5.0, what="the sim's first steps")
+        yield sim, dset
+
+
+async def all_good(dset: DeviceSet, name: str) -> dict[str, Any] | None:
+    readings = await dset.devices[name].poll()
+    if all(r.quality is Quality.GOOD for r in readings.values()):
+        return readings
+    return None
+
+
+async def test_every_device_reads_good(booth: tuple[SimBooth, DeviceSet]) -> None:
+    sim, dset = booth
+    got: dict[str, Any] = {}
+    for name in dset.devices:
+        got[name] = await wait_for(
+            lambda n=name: all_good(dset, n),  # type: ignore[misc]
+            timeout_s=10.0,
+            what=f"every reading of {name} GOOD",
+        )
+    truth = sim.state()
+    assert got["heater1"]["pv_c"].value == pytest.approx(truth["solder_temp_c"], abs=2.0)
+    assert got["o2"]["ppm"].value == pytest.approx(truth["o2_ppm"], rel=0.2, abs=20.0)
+    assert got["o2"]["status_ok"].value is True
+    assert got["io"]["door_closed"].value is truth["door_closed"]
+    assert got["holder"]["z_mm"].value == pytest.approx(truth["holder_z_mm"], abs=0.2)
+    # Set-up sent at connect: the controller's comm timeout and the module's watchdog.
+    assert sim.bank("heater1").get("comm_timeout_s") == pytest.approx(2.0)
+    assert sim.bank("io").get("watchdog_timeout_ms") == 500
+
+
+async def test_writes_land_in_the_devices(booth: tuple[SimBooth, DeviceSet]) -> None:
+    sim, dset = booth
+    heater, io, holder = (dset.devices[n] for n in ("heater1", "io", "holder"))
+    await heater.write("sv_c", 255.5)
+    assert sim.bank("heater1").get("sv_c") == pytest.approx(255.5)
+    await io.write("watchdog_refresh", 1)
+    await io.write("exhaust_fan", True)
+    assert sim.bank("io").get("exhaust_fan") is True
+    await holder.write("z_speed_mm_s", 100.0)
+    assert sim.bank("holder").get("z_speed_mm_s") == pytest.approx(100.0)
+
+
+async def test_offline_device_is_no_comm_and_the_others_go_on(
+    booth: tuple[SimBooth, DeviceSet],
+) -> None:
+    sim, dset = booth
+    for name in dset.devices:
+        await wait_for(lambda n=name: all_good(dset, n), timeout_s=10.0, what=f"{name} GOOD")  # type: ignore[misc]
+    for name in ("heater1", "holder"):
+        sim.inject("device_offline", name)
+
+        async def down(n: str = name) -> bool:
+            r = await dset.devices[n].poll()
+            return all(x.quality is Quality.NO_COMM for x in r.values())
+
+        await wait_for(down, timeout_s=5.0, what=f"{name} NO_COMM")
+        assert await all_good(dset, "io")
+        sim.clear("device_offline")
+        await wait_for(lambda n=name: all_good(dset, n), timeout_s=10.0, what=f"{name} back")  # type: ignore[misc]
+
+
+async def test_silent_analyzer_goes_stale_and_zero_is_acknowledged(
+    booth: tuple[SimBooth, DeviceSet],
+) -> None:
+    sim, dset = booth
+    o2 = dset.devices["o2"]
+    assert isinstance(o2, O2Analyzer)
+    await wait_for(lambda: all_good(dset, "o2"), timeout_s=10.0, what="o2 GOOD")
+    await o2.write("zero", True)
+    sim.inject("o2_analyzer_silent")
+
+    async def stale() -> bool:
+        return (await o2.poll())["ppm"].quality is Quality.STALE
+
+    await wait_for(stale, timeout_s=5.0, what="o2.ppm STALE")
+    sim.clear()
+    await wait_for(lambda: all_good(dset, "o2"), timeout_s=10.0, what="o2 GOOD again")
+    assert o2.bad_lines == 0
