@@ -45,6 +45,18 @@ STARTUP_GRACE_S = 3.0
 _RUNTIME_POINTS = frozenset({"watchdog_refresh", "heartbeat", "watchdog_clear", "fault_reset"})
 
 
+def _honour_cancel() -> None:
+    """Re-raise a cancellation that a library swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` (which pymodbus awaits) returns the reply instead of
+    raising when a cancel arrives as the reply does; the task's cancel request is still counted,
+    so a loop that checks it after each device call stops as asked instead of running forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class EventSink(Protocol):
     """Where scan events go: stored first (an outbox), then published."""
 
@@ -63,6 +75,8 @@ class _DeviceOutputs:
 
     desired: dict[str, float | bool] = field(default_factory=dict)
     written: dict[str, float | bool] = field(default_factory=dict)
+    #: Command points to write once (a drive's fault reset), in the order asked.
+    pulses: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -170,6 +184,7 @@ class Supervisor:
         await asyncio.sleep(offset_s)
         while True:
             readings = await dev.poll()
+            _honour_cancel()
             for point, reading in readings.items():
                 self.signals[prefix + point] = reading
             self._log_device_health(name, readings)
@@ -201,7 +216,7 @@ class Supervisor:
                 if now - reading.ts > self._stale_s.get(dev, 0.5):
                     reading = Reading(reading.value, reading.ts, Quality.STALE)  # noqa: PLW2901
             signals[key] = reading
-        return Snapshot(now=now, signals=signals)
+        return Snapshot(now=now, signals=signals, wall=time.time())
 
     # ------------------------------------------------------------------ scan
 
@@ -221,6 +236,7 @@ class Supervisor:
                 self._trip_safely("internal error in the scan")
                 continue
             self._dispatch_outputs(out.outputs)
+            self._dispatch_pulses(out.pulses)
             if self._events is not None:
                 for ev in out.events:
                     # Queue order is scan order; the sink stores each event before it publishes.
@@ -259,6 +275,14 @@ class Supervisor:
                 slot.desired[point] = value
                 slot.changed.set()
 
+    def _dispatch_pulses(self, pulses: list[str]) -> None:
+        for key in pulses:
+            dev, _, point = key.partition(".")
+            slot = self._outputs.get(dev)
+            if slot is not None and point not in slot.pulses:
+                slot.pulses.append(point)
+                slot.changed.set()
+
     async def _drain_events(self) -> None:
         """Hands events to the sink one by one, in scan order, off the scan's path."""
         assert self._events is not None
@@ -287,7 +311,13 @@ class Supervisor:
             try:
                 for point, value in todo.items():
                     await dev.write(point, value)
+                    _honour_cancel()
                     slot.written[point] = value
+                while slot.pulses:
+                    # Sent once; a failed pulse is not repeated blindly: the controller asks again.
+                    point = slot.pulses.pop(0)
+                    await dev.write(point, 1)
+                    _honour_cancel()
             except DeviceError as exc:
                 slot.written.clear()
                 if not failing:
@@ -319,6 +349,8 @@ class Supervisor:
                     await dev.write(point, counter)
                 except DeviceError:
                     continue  # the poller reports the device's health once per episode
+                finally:
+                    _honour_cancel()
             await self._clear_io_watchdog(io_name)
 
     async def _clear_io_watchdog(self, io_name: str) -> None:

@@ -286,6 +286,10 @@ class Sequencer:
                 self.step = Step.RELEASE
         elif s is Step.RELEASE:
             self.vacuum = False
+            # The unit is done only once the part has left the holder (vacuum gone, hook free):
+            # gripping again at once would re-grip the same part and count it twice.
+            if plant.permissives.get("part_held", True):
+                return
             if self.unit_open:
                 self.units_done += 1
                 self.unit_open = False

@@ -21,8 +21,10 @@ RUNTIME_POINTS = {"watchdog_refresh", "heartbeat", "watchdog_clear", "fault_rese
 
 
 class SimLoop:
-    def __init__(self, config: str = "booth-sim.toml", period_s: float = 0.01) -> None:
-        path = CONFIG / config
+    def __init__(
+        self, config: str = "booth-sim.toml", period_s: float = 0.01, path: Path | None = None
+    ) -> None:
+        path = path if path is not None else CONFIG / config
         self.phys = BoothPhysics.from_config(path)
         self.loaded: LoadedConfig = load_config(path)
         self.ctl = Controller(self.loaded)

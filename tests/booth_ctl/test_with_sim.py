@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from booth_ctl._sequencer import Step
+from tests._util import render_config
 from tests.booth_ctl._plant import demo_recipe
 from tests.booth_ctl._simloop import SimLoop
 
 TOP = 0.0
 
 
-def _idle(config: str = "booth-sim.toml", period_s: float = 0.01) -> SimLoop:
-    s = SimLoop(config, period_s)
+def _idle(
+    config: str = "booth-sim.toml", period_s: float = 0.01, path: Path | None = None
+) -> SimLoop:
+    s = SimLoop(config, period_s, path)
     s.run_for(0.5)
     s.ctl.reset()
     s.run_until(lambda: s.ctl.state == "idle", 30.0, "idle within 30 s (CONTRACT s.2)")
@@ -47,6 +51,21 @@ def test_reset_and_a_demo_unit_within_the_contract_times_with_entries_matching()
     assert dips[0]["solder_temp_c"] == pytest.approx(entry["solder_temp_c"], abs=1.0)
     assert entry["o2_ppm"] <= 1000.0 and 240.0 <= entry["solder_temp_c"] <= 260.0
     assert truth["parts_dropped"] == 0 and not truth["part_in_bath"]
+
+
+@pytest.mark.parametrize("holder", ["suction", "chain"])
+def test_every_unit_is_a_new_part_taken_and_given_back(holder: str, tmp_path: Path) -> None:
+    """The physics counts parts: three units are three parts loaded and three unloaded."""
+    path = render_config(tmp_path, overrides=lambda d: d["holder"].__setitem__("kind", holder))
+    s = _idle(path=path)
+    recipe = demo_recipe(s.loaded, holder=holder)
+    s.ctl.start_job("LOT-P", "demo", recipe, 3)
+    s.run_until(lambda: s.ctl.state == "complete", 90.0, "three demo units")
+    truth = s.truth()
+    assert len(truth["bath_entries"]) == 3
+    assert truth["parts_loaded"] == 3
+    assert truth["parts_unloaded"] == 3
+    assert truth["parts_put_back"] == 0 and truth["parts_dropped"] == 0
 
 
 def _cause_visible(snap: Any) -> bool:

@@ -1,0 +1,212 @@
+"""The supervisor's runtime against the simulated booth, over real Modbus TCP/RTU and serial.
+
+Every check of the booth's behaviour reads the simulator's truth, not the supervisor's word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from booth_ctl._config import LoadedConfig, load_config
+from booth_ctl._events import Event
+from booth_ctl._recipe import load_recipe
+from booth_ctl._runtime import Supervisor
+from drivers import Quality
+from sim_hw import SimBooth
+from tests._util import CONFIG_DIR, render_config, wait_for
+
+pytestmark = pytest.mark.hil
+
+IDLE_TIMEOUT_S = 40.0
+JOB_TIMEOUT_S = 40.0
+
+
+@dataclass
+class Sink:
+    """Collects what the runtime hands to the records and the MES link."""
+
+    events: list[Event] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    telemetries: list[dict[str, Any]] = field(default_factory=list)
+
+    async def put(self, event: Event) -> None:
+        self.events.append(event)
+
+    def status_changed(self, status: dict[str, Any]) -> None:
+        self.statuses.append(status)
+
+    def telemetry(self, data: dict[str, Any]) -> None:
+        self.telemetries.append(data)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+@dataclass
+class Running:
+    sim: SimBooth
+    sup: Supervisor
+    sink: Sink
+    loaded: LoadedConfig
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def running_booth(tmp_path: Path) -> AsyncIterator[Running]:
+    def faster_telemetry(d: dict[str, Any]) -> None:
+        d["telemetry"]["period_s"] = 0.2
+
+    path = render_config(tmp_path, overrides=faster_telemetry)
+    loaded = load_config(path)
+    sink = Sink()
+    async with SimBooth(path) as sim:
+        sup = Supervisor(loaded, events=sink, status=sink)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sup.run(stop), name="supervisor")
+        try:
+            await wait_for(lambda: sup.started.is_set() or task.done(), timeout_s=10, what="start")
+            yield Running(sim, sup, sink, loaded, stop, task)
+        finally:
+            stop.set()
+            async with asyncio.timeout(15):
+                await task
+
+
+def _demo(r: Running) -> Any:
+    return load_recipe(CONFIG_DIR / "recipes" / "demo.toml", r.loaded.config)
+
+
+async def _until_idle(r: Running) -> None:
+    needed = ("door_closed", "io_ok", "holder_ok", "heaters_ok", "high_limit_ok")
+
+    def permissives_met() -> bool:
+        interlocks = r.sup.controller.status()["interlocks"]
+        return all(interlocks.get(k) for k in needed)
+
+    await wait_for(permissives_met, timeout_s=10, what=f"permissives {needed}")
+    r.sup.controller.reset()
+    await wait_for(
+        lambda: r.sup.controller.state == "idle", timeout_s=IDLE_TIMEOUT_S, what="state idle"
+    )
+
+
+async def test_starts_safe_then_reset_and_a_unit_with_the_physics_agreeing(
+    tmp_path: Path,
+) -> None:
+    async with running_booth(tmp_path) as r:
+        await wait_for(lambda: r.sink.statuses, timeout_s=5, what="a first status")
+        truth = r.sim.state()
+        assert r.sup.controller.state == "stopped"
+        assert not truth["heater_contactor_closed"] and not truth["heater_on"]
+        assert truth["holder_z_mm"] == pytest.approx(0.0, abs=0.5)
+
+        await _until_idle(r)
+        r.sup.controller.start_job("LOT-RT", "demo", _demo(r), 1)
+        await wait_for(
+            lambda: r.sup.controller.state == "complete",
+            timeout_s=JOB_TIMEOUT_S,
+            what="state complete",
+        )
+        truth = r.sim.state()
+        assert len(truth["bath_entries"]) == 1
+        entry = truth["bath_entries"][0]
+        assert entry["o2_ppm"] <= 1000.0
+        assert 240.0 <= entry["solder_temp_c"] <= 260.0
+        assert truth["parts_loaded"] == truth["parts_unloaded"] == 1
+        assert not truth["part_in_bath"] and truth["parts_dropped"] == 0
+
+        await wait_for(
+            lambda: "job_completed" in r.sink.types(), timeout_s=5, what="job_completed event"
+        )
+        types = r.sink.types()
+        for kind in ("job_started", "unit_started", "dip", "unit_completed", "job_completed"):
+            assert kind in types, f"no {kind} event in {types}"
+        assert types.index("dip") < types.index("unit_completed") < types.index("job_completed")
+        dip = next(e.data for e in r.sink.events if e.type == "dip")
+        assert dip["o2_ppm"] == pytest.approx(entry["o2_ppm"], abs=25.0)
+        assert dip["solder_temp_c"] == pytest.approx(entry["solder_temp_c"], abs=2.0)
+
+        await wait_for(lambda: r.sink.telemetries, timeout_s=5, what="telemetry")
+        tele = r.sink.telemetries[-1]
+        assert tele["scan"]["period_ms"] == 10.0
+        assert tele["solder_temp_c"] == pytest.approx(truth["solder_temp_c"], abs=3.0)
+        assert r.sup.stats.total_scans > 1000
+
+
+async def test_a_stop_in_the_bath_withdraws_the_part_and_cuts_the_heater(tmp_path: Path) -> None:
+    async with running_booth(tmp_path) as r:
+        await _until_idle(r)
+        r.sup.controller.start_job("LOT-STOP", "demo", _demo(r), 2)
+        await wait_for(
+            lambda: r.sim.state()["part_in_bath"], timeout_s=JOB_TIMEOUT_S, what="part in bath"
+        )
+        r.stop.set()
+        async with asyncio.timeout(15):
+            await r.task
+        truth = r.sim.state()
+        assert not truth["part_in_bath"]
+        assert truth["holder_z_mm"] <= 1.0
+        assert not truth["heater_contactor_closed"]
+        assert truth["parts_dropped"] == 0
+        assert "job_aborted" in r.sink.types()
+
+
+async def test_a_device_that_goes_silent_is_no_comm_then_good_again(tmp_path: Path) -> None:
+    async with running_booth(tmp_path) as r:
+        await wait_for(
+            lambda: r.sup.signals.get("holder.z_mm") is not None
+            and r.sup.signals["holder.z_mm"].good,
+            timeout_s=10,
+            what="holder readings",
+        )
+        r.sim.inject("device_offline", "holder")
+        await wait_for(
+            lambda: r.sup.signals["holder.z_mm"].quality is Quality.NO_COMM,
+            timeout_s=2.0,
+            what="holder.z_mm NO_COMM within 2 s",
+        )
+        r.sim.clear("device_offline")
+        await wait_for(
+            lambda: r.sup.signals["holder.z_mm"].good, timeout_s=5.0, what="holder back GOOD"
+        )
+        # The other devices were read all along.
+        assert r.sup.signals["io.door_closed"].good
+
+
+async def test_a_stalled_hoist_is_reset_through_the_drive_by_a_pulse(tmp_path: Path) -> None:
+    async with running_booth(tmp_path) as r:
+        await _until_idle(r)
+        r.sup.controller.start_job("LOT-STALL", "demo", _demo(r), 1)
+        await wait_for(
+            lambda: r.sim.state()["holder_moving"], timeout_s=JOB_TIMEOUT_S, what="holder moving"
+        )
+        r.sim.inject("hoist_stall")
+        await wait_for(
+            lambda: r.sup.controller.state == "aborted", timeout_s=20, what="aborted on stall"
+        )
+        r.sim.clear("hoist_stall")
+        r.sup.controller.ack_alarm(None)
+        # The controller asks the drive for a fault reset; the writer sends it as a pulse.
+        await wait_for(
+            lambda: not r.sim.state()["holder_stall"], timeout_s=10, what="stall reset"
+        )
+
+        def cleared() -> bool:
+            try:
+                r.sup.controller.clear()
+            except Exception:
+                return False
+            return True
+
+        await wait_for(cleared, timeout_s=10, what="clear accepted")
+        await wait_for(
+            lambda: r.sup.controller.state == "stopped", timeout_s=10, what="stopped after clear"
+        )
