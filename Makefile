@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint check demo bench mosquitto clean
+.PHONY: test lint check demo bench mosquitto systemd-tools install uninstall clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,19 @@ mosquitto:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
 
+# systemd-analyze, for the unit's checks in the suite (a minimal container may lack it).
+systemd-tools:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "installing systemd (for systemd-analyze)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq systemd >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) mosquitto lint
+test: $(STAMP) mosquitto systemd-tools lint
 	$(BIN)/pytest -q
 
 demo: $(STAMP) mosquitto
@@ -32,6 +39,14 @@ demo: $(STAMP) mosquitto
 
 bench: $(STAMP) mosquitto
 	$(BIN)/python bench/run_all.py
+
+# The service on this machine: user, /opt/booth/venv, /etc/booth, the unit (docs/operations.md).
+install:
+	$(SUDO) env PYTHON=$(PYTHON) sh systemd/install.sh
+
+# Keeps the records, the config and the user; PURGE=1 removes them too.
+uninstall:
+	$(SUDO) sh systemd/uninstall.sh $(if $(PURGE),--purge)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,13 +12,14 @@ import json
 import logging
 import re
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from drivers import TomlError, parse_toml
 
 from ._config import BoothConfig
 from ._events import CommandRefused
@@ -51,7 +52,7 @@ LotId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     request_id: RequestId
 
 
@@ -212,9 +213,9 @@ class RecipeBook:
         except OSError as exc:
             raise UnknownRecipe(f"recipe {name!r} cannot be read: {exc.strerror}") from exc
         try:
-            return tomllib.loads(text), "file"
-        except tomllib.TOMLDecodeError as exc:
-            raise RecipeError([f"{path.name}: not valid TOML: {exc}"]) from exc
+            return parse_toml(text), "file"
+        except TomlError as exc:
+            raise RecipeError([f"{path.name}: {exc}"]) from exc
 
     def listing(self) -> list[dict[str, Any]]:
         stored = self.store.recipe_versions()
@@ -233,6 +234,33 @@ class RecipeBook:
         return out
 
 
+def parse_payload(payload: bytes) -> Any:
+    """The JSON of a command message; ValueError says why it is not JSON.
+
+    ``json.loads`` raises RecursionError, not ValueError, on deep nesting (``[[[[...``).
+    """
+    try:
+        return json.loads(payload)
+    except RecursionError as exc:
+        raise ValueError("payload is nested too deeply to be a command") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise ValueError(f"payload is not JSON: {exc}") from exc
+
+
+def request_id_of(body: Any) -> str | None:
+    """The request_id a reply can be addressed to, or None."""
+    rid = body.get("request_id") if isinstance(body, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
+def _encodable(body: Any) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass
 class Dispatcher:
     """Turns one command message into exactly one reply (or nothing, when no request_id)."""
@@ -246,12 +274,12 @@ class Dispatcher:
 
     async def handle(self, command: str, payload: bytes, who: str = "mes") -> dict[str, Any] | None:
         try:
-            body = json.loads(payload)
-        except (UnicodeDecodeError, ValueError):
-            log.warning("dropped %s: payload is not JSON (no request_id to reply to)", command)
+            body = parse_payload(payload)
+        except ValueError as exc:
+            log.warning("dropped %s: %s (no request_id to reply to)", command, exc)
             return None
-        rid = body.get("request_id") if isinstance(body, dict) else None
-        if not isinstance(rid, str) or not rid:
+        rid = request_id_of(body)
+        if rid is None:
             log.warning("dropped %s: no request_id to reply to", command)
             return None
         if len(rid) > 64:
@@ -260,6 +288,17 @@ class Dispatcher:
                 command,
                 error=CommandRefused(
                     BAD_REQUEST, f"request_id is {len(rid)} characters long; at most 64"
+                ),
+            )
+        if not _encodable(body):
+            # A lone surrogate (``"\ud800"``) is valid JSON but no text: it can be neither kept
+            # on record nor matched against a later repeat, so the request is refused as such.
+            return make_reply(
+                rid,
+                command,
+                error=CommandRefused(
+                    BAD_REQUEST, "the payload holds a \\u escape that is not a character "
+                    "(a lone UTF-16 surrogate)"
                 ),
             )
         store = self.records.store
@@ -386,9 +425,9 @@ class Dispatcher:
     async def _put_recipe(self, cmd: PutRecipe) -> Any:
         if isinstance(cmd.recipe, str):
             try:
-                body = tomllib.loads(cmd.recipe)
-            except tomllib.TOMLDecodeError as exc:
-                raise _invalid(cmd.name, RecipeError([f"not valid TOML: {exc}"])) from exc
+                body = parse_toml(cmd.recipe)
+            except TomlError as exc:
+                raise _invalid(cmd.name, RecipeError([str(exc)])) from exc
         else:
             body = cmd.recipe
         try:

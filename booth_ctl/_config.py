@@ -6,7 +6,6 @@ belongs to the simulator and is not read here beyond being a table.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,8 +15,10 @@ from drivers import (
     ConfigError,
     DeviceConfig,
     RegisterMap,
+    TomlError,
     format_validation_error,
     load_register_map,
+    read_toml,
 )
 
 #: Claim 29: the solder is never transferred above this, whatever a recipe says.
@@ -25,7 +26,7 @@ O2_ABSOLUTE_MAX_PPM = 10_000.0
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MqttConfig(_Strict):
@@ -57,6 +58,13 @@ class ScanConfig(_Strict):
 
 class TelemetryConfig(_Strict):
     period_s: Annotated[float, Field(ge=0.05, le=3600)] = 1.0
+
+
+class MetricsConfig(_Strict):
+    """The Prometheus endpoint; loopback by default (scrape it through a local agent or proxy)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
 
 
 class RecordsConfig(_Strict):
@@ -127,6 +135,8 @@ class BoothConfig(_Strict):
     mqtt: MqttConfig
     scan: ScanConfig = ScanConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    #: Absent: no metrics endpoint.
+    metrics: MetricsConfig | None = None
     records: RecordsConfig
     booth: BoothGeometry
     limits: LimitsConfig = LimitsConfig()
@@ -194,11 +204,11 @@ def load_config(path: str | Path) -> LoadedConfig:
     """Load, validate and resolve the register maps; ConfigError lists every problem."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = read_toml(p)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    except TomlError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
     return config_from_dict(data, p)
 
 

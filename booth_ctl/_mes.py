@@ -37,7 +37,16 @@ from paho.mqtt.properties import Properties
 
 from drivers import ConfigError
 
-from ._commands import BUSY, CommandTarget, Dispatcher, RecipeBook, make_reply, recipe_check
+from ._commands import (
+    BUSY,
+    CommandTarget,
+    Dispatcher,
+    RecipeBook,
+    make_reply,
+    parse_payload,
+    recipe_check,
+    request_id_of,
+)
 from ._config import LoadedConfig
 from ._events import CommandRefused
 from ._recorder import Records
@@ -441,11 +450,10 @@ def _who(props: Properties | None) -> str:
 
 def _busy_reply(command: str, payload: bytes, message: str) -> dict[str, Any] | None:
     try:
-        body = json.loads(payload)
+        rid = request_id_of(parse_payload(payload))
     except ValueError:
         return None
-    rid = body.get("request_id") if isinstance(body, dict) else None
-    if not isinstance(rid, str) or not rid:
+    if rid is None:
         return None
     return make_reply(rid, command, error=CommandRefused(BUSY, message))
 

@@ -8,12 +8,13 @@ cap, the over-temperature limit and the minimum stable time come from the booth,
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from drivers import TomlError, read_toml
 
 from ._alloys import ALLOYS, FLUX_AUTOIGNITION_C, FluxAgent
 from ._config import O2_ABSOLUTE_MAX_PPM, BoothConfig
@@ -33,7 +34,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FluxStep(_Strict):
@@ -81,11 +82,11 @@ class RecipeError(Exception):
 def load_recipe(path: str | Path, cfg: BoothConfig) -> Recipe:
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = read_toml(p)
     except OSError as exc:
         raise RecipeError([f"(file): cannot read recipe: {exc.strerror}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError([f"(file): not valid TOML: {exc}"]) from exc
+    except TomlError as exc:
+        raise RecipeError([f"(file): {exc}"]) from exc
     return recipe_from_dict(data, cfg)
 
 

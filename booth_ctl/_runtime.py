@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ REASSERT_PERIOD_S = 2.0
 WRITE_RETRY_S = 0.2
 #: On a graceful stop, scans continue this long so the holder can withdraw before outputs freeze.
 STOP_GRACE_S = 5.0
+#: The GIL is handed between threads at least this often. The default (5 ms) lets the loop
+#: thread keep the GIL for up to 5 ms while the ticker thread waits to hand over a tick.
+GIL_SWITCH_INTERVAL_S = 0.0005
 #: A device not heard from this long after start is reported down (before that: still coming up).
 STARTUP_GRACE_S = 3.0
 #: Points written by the runtime itself, never by the controller's outputs.
@@ -118,6 +122,8 @@ class Supervisor:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self.devices = await stack.enter_async_context(
@@ -154,6 +160,7 @@ class Supervisor:
                     for t in tasks:
                         t.cancel()
         finally:
+            sys.setswitchinterval(switch_interval)
             self._sd.close()
 
     async def _go_safe_for_stop(self) -> None:

@@ -169,9 +169,24 @@ class Sequencer:
                 self._reject("lost: " + ", ".join(missing), res)
         elif self.step in _APPROACH or self.step in _ENTER:
             missing = unmet(plant.permissives, self.required())
-            if missing:
+            if not missing:
+                return
+            if self.step in _ENTER and self._maybe_immersed(plant):
+                # The holder's position and the lost condition come from devices polled apart:
+                # a part that may already touch the surface counts as dipped (section 4).
+                self._reject("lost: " + ", ".join(missing), res)
+            else:
                 self._abandon()
                 self._go_top()
+
+    def _maybe_immersed(self, plant: Plant) -> bool:
+        """During an entry, the part is at (or near) the surface, or its position is unknown."""
+        surface = (
+            self._cfg.flux.surface_z_mm
+            if self.step is Step.FLUX_ENTER
+            else self._cfg.vessels[self.dip.vessel].surface_z_mm
+        )
+        return plant.z_mm is None or plant.z_mm >= surface - self._tol
 
     def _reject(self, reason: str, res: Result) -> None:
         self._go_top()

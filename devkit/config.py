@@ -39,6 +39,8 @@ def render_config(
     run = tmp_path / "run"
     run.mkdir(parents=True, exist_ok=True)
     data["mqtt"]["port"] = free_port()
+    if "metrics" in data:
+        data["metrics"]["port"] = free_port()
     data["records"]["path"] = str(run / "records.sqlite3")
     data["records"]["recipes_dir"] = str(CONFIG_DIR / data["records"].get("recipes_dir", "recipes"))
     for dev in data["devices"].values():

@@ -28,6 +28,7 @@ from ._errors import (
 from ._modbus_device import ModbusDevice
 from ._o2 import O2Analyzer
 from ._reading import Quality, Reading
+from ._toml import TomlError, parse_toml, read_toml
 
 __all__ = [
     "Bit",
@@ -50,10 +51,13 @@ __all__ = [
     "RtuTransport",
     "SerialTransport",
     "TcpTransport",
+    "TomlError",
     "Transport",
     "WriteRefusedError",
     "WriteVerifyError",
     "format_validation_error",
     "load_register_map",
     "open_device",
+    "parse_toml",
+    "read_toml",
 ]

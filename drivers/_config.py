@@ -6,13 +6,13 @@ simulator lays out its registers from the same files, so both sides agree by con
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._errors import ConfigError
+from ._toml import TomlError, read_toml
 
 Table = Literal["coil", "discrete", "input", "holding"]
 DataType = Literal["bool", "uint16", "int16"]
@@ -20,7 +20,7 @@ DeviceKind = Literal["temp_controller", "remote_io", "holder_drive", "o2_analyze
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TcpTransport(_Strict):
@@ -149,11 +149,11 @@ class DeviceConfig(_Strict):
 def load_register_map(path: Path) -> RegisterMap:
     """Read and validate a map file; a ConfigError names the file and the field."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = read_toml(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read register map: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except TomlError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     try:
         return RegisterMap.model_validate(data)
     except ValidationError as exc:

@@ -9,7 +9,6 @@ default, validated strictly so that a typo is not silently ignored.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,8 +18,10 @@ from drivers import (
     ConfigError,
     DeviceConfig,
     RegisterMap,
+    TomlError,
     format_validation_error,
     load_register_map,
+    read_toml,
 )
 
 #: Coils of the remote I/O after a watchdog trip: N2 keeps flowing, the exhaust keeps running,
@@ -56,11 +57,11 @@ REQUIRED_POINTS: dict[str, tuple[str, ...]] = {
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BoothGeometry(_Lenient):
@@ -210,11 +211,11 @@ def load_sim_config(path: str | Path) -> LoadedSim:
     """Read the booth TOML for the simulator; ConfigError names the file and every problem."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = read_toml(p)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    except TomlError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
     return sim_config_from_dict(data, p)
 
 

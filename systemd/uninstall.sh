@@ -1,0 +1,55 @@
+#!/bin/sh
+# Reverse systemd/install.sh (run as root): stop and disable the service, remove the unit, the
+# venv and the boothctl link. The records (/var/lib/booth), the config (/etc/booth) and the
+# `booth` user are kept unless --purge is given (make uninstall PURGE=1).
+# DESTDIR=/some/root works on a staged install, as install.sh does.
+set -eu
+
+DESTDIR=${DESTDIR:-}
+PREFIX=/opt/booth
+CONFDIR=/etc/booth
+STATEDIR=/var/lib/booth
+UNITDIR=/etc/systemd/system
+BINDIR=/usr/local/bin
+USER_NAME=booth
+PURGE=no
+
+for arg in "$@"; do
+  case "$arg" in
+    --purge) PURGE=yes ;;
+    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    *) echo "uninstall.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
+  echo "uninstall.sh: run as root (sudo make uninstall)" >&2
+  exit 1
+fi
+
+say() { echo "uninstall: $*"; }
+
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now boothctl.service 2>/dev/null || true
+fi
+rm -f "$DESTDIR$UNITDIR/boothctl.service"
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+fi
+# Only the link install.sh made, never another boothctl.
+if [ -L "$DESTDIR$BINDIR/boothctl" ] && \
+   [ "$(readlink "$DESTDIR$BINDIR/boothctl")" = "$PREFIX/venv/bin/boothctl" ]; then
+  rm -f "$DESTDIR$BINDIR/boothctl"
+fi
+rm -rf "$DESTDIR$PREFIX"
+say "removed the unit, $PREFIX and the boothctl link"
+
+if [ "$PURGE" = yes ]; then
+  rm -rf "$DESTDIR$CONFDIR" "$DESTDIR$STATEDIR"
+  if [ -z "$DESTDIR" ] && getent passwd "$USER_NAME" >/dev/null; then
+    userdel "$USER_NAME" 2>/dev/null || true
+  fi
+  say "purged $CONFDIR, the records in $STATEDIR and the user $USER_NAME"
+else
+  say "kept $CONFDIR, the records in $STATEDIR and the user $USER_NAME (--purge removes them)"
+fi
