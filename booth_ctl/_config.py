@@ -20,6 +20,12 @@ from drivers import (
     load_register_map,
     read_toml,
 )
+from drivers._config import (
+    COMM_TIMEOUT_S_MAX,
+    COMM_TIMEOUT_S_MIN,
+    WATCHDOG_MS_MAX,
+    WATCHDOG_MS_MIN,
+)
 
 #: Claim 29: the solder is never transferred above this, whatever a recipe says.
 O2_ABSOLUTE_MAX_PPM = 10_000.0
@@ -153,6 +159,20 @@ class BoothConfig(_Strict):
         for needed in ("remote_io", "holder_drive", "o2_analyzer"):
             if needed not in kinds.values():
                 raise ValueError(f"devices: no device of kind {needed!r}")
+        # CONTRACT s.4: the devices make themselves safe when the supervisor goes silent. A
+        # booth config cannot leave their watchdogs out (the bounds are DeviceConfig's).
+        for name, d in self.devices.items():
+            if d.kind == "remote_io" and d.watchdog_ms is None:
+                raise ValueError(
+                    f"devices.{name}.watchdog_ms: required for a remote_io (its communication "
+                    f"watchdog drops the outputs to safe; {WATCHDOG_MS_MIN}-{WATCHDOG_MS_MAX} ms)"
+                )
+            if d.kind == "temp_controller" and d.comm_timeout_s is None:
+                raise ValueError(
+                    f"devices.{name}.comm_timeout_s: required for a temp_controller (it stops "
+                    f"its output without the supervisor's heartbeat; "
+                    f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
+                )
         stations = {self.holder.load_station: "holder.load_station", self.flux.station: "flux"}
         for name, v in self.vessels.items():
             if kinds.get(v.controller) != "temp_controller":

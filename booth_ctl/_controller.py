@@ -711,6 +711,10 @@ class Controller:
     def trip(self, reason: str) -> None:
         self._trip("runtime_trip", "trip", reason, self._pending)
 
+    def safe_outputs(self) -> dict[str, float | bool]:
+        """Every actuator's safe value (section 4), for a runtime whose scan cannot run."""
+        return self._safe_outputs()
+
     # ================================================================== views
 
     def status(self) -> dict[str, Any]:

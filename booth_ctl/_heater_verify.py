@@ -75,6 +75,8 @@ class HeaterVerifier:
         self._enabled_at = now
         self._last_target: float | None = None
         self._error_c_s = 0.0
+        #: The same budget above target + hysteresis, counted while the output is not off.
+        self._over_c_s = 0.0
         self._approaching = False
         self._goal_c = 0.0
         self._goal_t = 0.0
@@ -116,7 +118,7 @@ class HeaterVerifier:
         else:
             self._off_min_c = None
         if pv is not None:
-            self._check_runaway(now, dt, pv, target_c, present)
+            self._check_runaway(now, dt, pv, target_c, output=output, present=present)
             self._check_rise(now, pv, output, present)
         return Verdict(frozenset(present), frozenset(present))
 
@@ -129,9 +131,29 @@ class HeaterVerifier:
             present.add(STUCK_ON)
 
     def _check_runaway(
-        self, now: float, dt: float, pv: float, target_c: float, present: set[str]
+        self,
+        now: float,
+        dt: float,
+        pv: float,
+        target_c: float,
+        *,
+        output: float | None,
+        present: set[str],
     ) -> None:
-        """Klipper's verify_heater, integrated over time instead of counted per sample."""
+        """Klipper's verify_heater, integrated over time instead of counted per sample.
+
+        Below target - hysteresis the error counts as Klipper's does. Above target + hysteresis
+        it counts while the controller still drives its output (or the output is unknown): a bath
+        held too hot by a heating controller (a lost setpoint write, a controller regulating to
+        the wrong target, a shifted sensor) is "off target too long" too. Cooling down with the
+        output off (a lowered setpoint) counts nothing.
+        """
+        if pv <= target_c + self._hyst_c:
+            self._over_c_s = 0.0
+        elif output is None or output > OUTPUT_OFF_PCT:
+            self._over_c_s += (pv - target_c - self._hyst_c) * dt
+            if self._over_c_s >= self._max_error_c_s:
+                present.add(RUNAWAY)
         if pv >= target_c - self._hyst_c or target_c <= 0.0:
             self._approaching = False
             if pv <= target_c + self._hyst_c:

@@ -52,6 +52,8 @@ class O2Monitor:
         self._last_value: float | None = None
         self._changed_at: float | None = None
         self._ok_since: float | None = None
+        #: The highest reading of the stable period that began at ``_ok_since``.
+        self._ok_max_ppm = 0.0
 
     def update(self, snap: Snapshot, limit_ppm: float, stable_s: float) -> O2State:
         now = snap.now
@@ -85,8 +87,15 @@ class O2Monitor:
         if why:
             self._ok_since = None
             return O2State(False, ppm, frozen, self.purged_l, why)
-        if self._ok_since is None:
+        assert ppm is not None
+        if self._ok_since is None or self._ok_max_ppm > limit:
+            # A new stable period, or the limit tightened (a job's limit under the idle one)
+            # below a reading of the current period: that reading was no stability under this
+            # limit, so the period restarts now (conservative: not at the reading after it).
             self._ok_since = now
+            self._ok_max_ppm = ppm
+        else:
+            self._ok_max_ppm = max(self._ok_max_ppm, ppm)
         if now - self._ok_since < stable_s:
             return O2State(False, ppm, frozen, self.purged_l, "O2 not yet stable")
         return O2State(True, ppm, frozen, self.purged_l, "")

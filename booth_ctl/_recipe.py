@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers import TomlError, read_toml
 
-from ._alloys import ALLOYS, FLUX_AUTOIGNITION_C, FluxAgent
+from ._alloys import (
+    ALLOYS,
+    FLUX_AUTOIGNITION_BASIS,
+    FluxAgent,
+    SolventClass,
+    flux_autoignition_c,
+)
 from ._config import O2_ABSOLUTE_MAX_PPM, BoothConfig
 
 #: The bath must be this far above the alloy's liquidus, so the dip sees fully molten solder.
@@ -28,6 +34,10 @@ LAYER_STEP_C = 20.0
 #: Claim 31: an alcohol flux carries at most this much solids.
 ALCOHOL_SOLIDS_MAX_WT_PCT = 10.0
 DWELL_MAX_S = 600.0
+#: Every dip is at least this many times the holder's z_tolerance_mm deep: a depth within the
+#: tolerance of the surface could count as reached before the part touches the bath at all, so
+#: the depth must exceed the tolerance by a margin (here the tolerance again).
+DEPTH_MIN_TOLERANCES = 2.0
 DIPS_MAX = 8
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -39,6 +49,8 @@ class _Strict(BaseModel):
 
 class FluxStep(_Strict):
     agent: FluxAgent
+    #: A ``mixture`` names its solvent classes; it is judged by the lowest autoignition point.
+    components: Annotated[list[SolventClass], Field(min_length=2, max_length=4)] | None = None
     solids_wt_pct: Annotated[float, Field(ge=0, le=100)]
     depth_mm: Annotated[float, Field(gt=0)]
     dwell_s: Annotated[float, Field(gt=0, le=DWELL_MAX_S)]
@@ -153,13 +165,57 @@ def _rule_problems(data: Mapping[str, Any], cfg: BoothConfig) -> list[str]:
     return problems
 
 
+def _coldest_bath_c() -> tuple[float, str]:
+    """The coolest bath any alloy of the table allows (liquidus + superheat), and that alloy."""
+    alloy = min(ALLOYS.values(), key=lambda a: a.liquidus_c)
+    return alloy.liquidus_c + SUPERHEAT_MIN_C, alloy.name
+
+
+def _ignition_ceiling_c(flux: FluxStep) -> float:
+    return flux_autoignition_c(flux.agent, flux.components) - AUTOIGNITION_MARGIN_C
+
+
+def _flux_usable(flux: FluxStep) -> bool:
+    """Some alloy of the table can be dipped under this flux's autoignition ceiling."""
+    return _ignition_ceiling_c(flux) > _coldest_bath_c()[0]
+
+
 def _flux_problems(flux: FluxStep, cfg: BoothConfig) -> list[str]:
     problems = []
+    if flux.agent == "mixture" and flux.components is None:
+        problems.append(
+            "flux.components: required for a mixture flux: name its solvent classes (two or more "
+            "of alcohol, ketone, ester, ether); it is judged by the lowest autoignition point "
+            "among them"
+        )
+    elif flux.agent != "mixture" and flux.components is not None:
+        problems.append(f"flux.components: only a mixture flux names components, not {flux.agent}")
+    elif flux.components is not None and len(set(flux.components)) != len(flux.components):
+        problems.append(f"flux.components: {flux.components} names a solvent class twice")
+    if not _flux_usable(flux) and not (flux.agent == "mixture" and flux.components is None):
+        coldest_c, coldest = _coldest_bath_c()
+        ignition_c = flux_autoignition_c(flux.agent, flux.components)
+        if flux.agent == "mixture" and flux.components:
+            worst = min(flux.components, key=flux_autoignition_c)
+            field = "flux.components"
+            what = f"a mixture with {_a(worst)} {worst} autoignites at {ignition_c:g} C"
+            basis = FLUX_AUTOIGNITION_BASIS[worst]
+        else:
+            field = "flux.agent"
+            what = f"{_a(flux.agent)} {flux.agent} flux autoignites at {ignition_c:g} C"
+            basis = FLUX_AUTOIGNITION_BASIS[flux.agent]
+        problems.append(
+            f"{field}: {what} ({basis}), so a bath with it must stay at or under "
+            f"{ignition_c - AUTOIGNITION_MARGIN_C:g} C ({AUTOIGNITION_MARGIN_C:g} C margin); "
+            f"no solder is molten there (the coolest, {coldest}, needs {coldest_c:g} C): this "
+            "flux cannot be used with molten solder"
+        )
     if flux.agent == "alcohol" and flux.solids_wt_pct > ALCOHOL_SOLIDS_MAX_WT_PCT:
         problems.append(
             f"flux.solids_wt_pct: {flux.solids_wt_pct:g} exceeds {ALCOHOL_SOLIDS_MAX_WT_PCT:g} wt% "
             "for an alcohol flux"
         )
+    problems.extend(_depth_problems("flux.depth_mm", flux.depth_mm, cfg))
     if flux.depth_mm > cfg.flux.depth_max_mm:
         problems.append(
             f"flux.depth_mm: {flux.depth_mm:g} exceeds the flux vessel's depth_max_mm "
@@ -171,6 +227,22 @@ def _flux_problems(flux: FluxStep, cfg: BoothConfig) -> list[str]:
             f"{cfg.holder.z_fast_speed_mm_s:g}"
         )
     return problems
+
+
+def _depth_problems(field: str, depth_mm: float, cfg: BoothConfig) -> list[str]:
+    tol = cfg.holder.z_tolerance_mm
+    least = DEPTH_MIN_TOLERANCES * tol
+    if depth_mm >= least:
+        return []
+    return [
+        f"{field}: {depth_mm:g} is below {least:g} mm, {DEPTH_MIN_TOLERANCES:g} x "
+        f"holder.z_tolerance_mm {tol:g}: a shallower dip cannot be told apart from reaching the "
+        "surface"
+    ]
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _dip_problems(dips: list[DipStep | None], flux: FluxStep | None, cfg: BoothConfig) -> list[str]:
@@ -195,6 +267,7 @@ def _dip_problems(dips: list[DipStep | None], flux: FluxStep | None, cfg: BoothC
             )
         else:
             seen_vessels[dip.vessel] = i
+        problems.extend(_depth_problems(f"{f}.depth_mm", dip.depth_mm, cfg))
         if vessel is not None and dip.depth_mm > vessel.depth_max_mm:
             problems.append(
                 f"{f}.depth_mm: {dip.depth_mm:g} exceeds vessels.{dip.vessel}.depth_max_mm "
@@ -213,14 +286,20 @@ def _dip_problems(dips: list[DipStep | None], flux: FluxStep | None, cfg: BoothC
                 f"{f}.setpoint_c: setpoint + band_c = {top_c:g} must stay under the booth's "
                 f"over-temperature trip limits.temp_max_c {cfg.limits.temp_max_c:g}"
             )
-        if flux is not None:
-            ignition_c = FLUX_AUTOIGNITION_C[flux.agent]
+        # An unusable flux is reported once, at the flux (_flux_problems), not at every dip.
+        if flux is not None and _flux_usable(flux):
+            ignition_c = flux_autoignition_c(flux.agent, flux.components)
             ceiling_c = ignition_c - AUTOIGNITION_MARGIN_C
+            kind = (
+                f"mixture flux of {'+'.join(flux.components)}"
+                if flux.agent == "mixture" and flux.components
+                else f"{flux.agent} flux"
+            )
             if top_c > ceiling_c:
                 problems.append(
                     f"{f}.setpoint_c: setpoint + band_c = {top_c:g} exceeds {ceiling_c:g} C, "
-                    f"{AUTOIGNITION_MARGIN_C:g} C under the autoignition point of a "
-                    f"{flux.agent} flux ({ignition_c:g} C)"
+                    f"{AUTOIGNITION_MARGIN_C:g} C under the autoignition point of {_a(kind)} "
+                    f"{kind} ({ignition_c:g} C)"
                 )
         alloy = ALLOYS.get(dip.alloy)
         if alloy is None:

@@ -40,8 +40,8 @@ REASSERT_PERIOD_S = 2.0
 WRITE_RETRY_S = 0.2
 #: On a graceful stop, scans continue this long so the holder can withdraw before outputs freeze.
 STOP_GRACE_S = 5.0
-#: The GIL is handed between threads at least this often. The default (5 ms) lets the loop
-#: thread keep the GIL for up to 5 ms while the ticker thread waits to hand over a tick.
+#: The GIL is handed between threads at least this often. The default (5 ms) would let the
+#: record store's thread keep the GIL for up to 5 ms while the scan's tick waits.
 GIL_SWITCH_INTERVAL_S = 0.0005
 #: A device not heard from this long after start is reported down (before that: still coming up).
 STARTUP_GRACE_S = 3.0
@@ -229,6 +229,7 @@ class Supervisor:
 
     async def _scan_loop(self, ticker: Ticker) -> None:
         skipped_seen = 0
+        scan_failing = False
         watchdog_every_s = (self._sd.watchdog_s or 0.0) / 4
         last_wd = 0.0
         while True:
@@ -237,11 +238,19 @@ class Supervisor:
             try:
                 out = self.controller.scan(self.snapshot(start))
             except Exception:
-                # The controller is pure and must not raise; if it does, latch a trip and let the
-                # heartbeats lapse so the devices' own layers back it up.
-                log.exception("scan raised: tripping")
+                # The controller is pure and must not raise; if it does, latch a trip, hand the
+                # writers the safe outputs (they would keep re-sending the last wanted ones) and
+                # let the heartbeats lapse so the devices' own layers back it up.
+                if not scan_failing:
+                    log.exception("scan raised: tripping")
+                    scan_failing = True
                 self._trip_safely("internal error in the scan")
+                self._dispatch_safe_outputs()
+                self._last_good_scan_s = -1e9
                 continue
+            if scan_failing:
+                log.warning("the scan runs again (the trip stays latched until cleared)")
+                scan_failing = False
             self._dispatch_outputs(out.outputs)
             self._dispatch_pulses(out.pulses)
             if self._events is not None:
@@ -271,6 +280,12 @@ class Supervisor:
         except Exception:
             log.exception("trip raised; heartbeats stop so the devices go safe by themselves")
             self._last_good_scan_s = -1e9
+
+    def _dispatch_safe_outputs(self) -> None:
+        try:
+            self._dispatch_outputs(self.controller.safe_outputs())
+        except Exception:
+            log.exception("safe outputs could not be computed; the devices' watchdogs take over")
 
     def _dispatch_outputs(self, outputs: Mapping[str, float | bool]) -> None:
         for key, value in outputs.items():

@@ -54,6 +54,8 @@ _DOWN = frozenset(
     {Step.FLUX_ENTER, Step.FLUX_DWELL, Step.FLUX_UP, Step.DIP_ENTER, Step.DIP_DWELL, Step.DIP_UP}
 )
 _ENTER = frozenset({Step.FLUX_ENTER, Step.DIP_ENTER})
+#: A part in its dwell is in the bath, whatever the position readings said on the way down.
+_DWELL = frozenset({Step.FLUX_DWELL, Step.DIP_DWELL})
 _FLUX_STEPS = frozenset({Step.FLUX_APPROACH, Step.FLUX_ENTER, Step.FLUX_DWELL, Step.FLUX_UP})
 _MOVES = frozenset({Step.LOAD_MOVE, Step.FLUX_MOVE, Step.DIP_MOVE, Step.UNLOAD_MOVE})
 
@@ -91,7 +93,9 @@ class Sequencer:
         self.step = Step.LOAD_MOVE
         self.flux_done = False
         self.dip_i = 0
-        #: The part has touched the surface of the current dip and not yet left it.
+        #: The part has reached the surface of the current dip (within the holder's tolerance)
+        #: and not yet left it. Set on entry at ``z >= surface - z_tolerance_mm`` and, at the
+        #: latest, when the entry's target is reached, so it holds through the whole dwell.
         self.immersed = False
         self.unit_open = False
         self._t0 = 0.0
@@ -113,6 +117,10 @@ class Sequencer:
         """The part is below the top for a dip (approaching, immersed or coming up)."""
         return self.step in _APPROACH or self.step in _DOWN
 
+    def in_bath(self) -> bool:
+        """The part may be in the bath: immersed, or in a dwell (which only follows an entry)."""
+        return self.step in _DOWN and (self.immersed or self.step in _DWELL)
+
     def at_top(self, plant: Plant) -> bool:
         return plant.z_mm is not None and plant.z_mm <= self._top + self._tol
 
@@ -132,7 +140,7 @@ class Sequencer:
             return res
         self._guard(plant, res)
         if mode is Mode.WITHDRAW or (mode is Mode.FINISH and not self.in_dip()):
-            if self.step in _DOWN and self.immersed:
+            if self.in_bath():
                 self._reject("withdrawn", res)
             elif self.step in _APPROACH or self.step in _ENTER:
                 self._abandon()
@@ -163,7 +171,7 @@ class Sequencer:
     def _guard(self, plant: Plant, res: Result) -> None:
         """Section 4: withdraw an immersed part the moment a condition drops; never enter blind."""
         flux = self.step in _FLUX_STEPS
-        if self.step in _DOWN and self.immersed:
+        if self.in_bath():
             missing = unmet(plant.permissives, FLUX_STAY if flux else SOLDER_STAY)
             if missing:
                 self._reject("lost: " + ", ".join(missing), res)
@@ -246,6 +254,7 @@ class Sequencer:
         elif s is Step.FLUX_ENTER:
             self._enter(plant, cfg.flux.surface_z_mm, None, res)
             if self._reached(plant):
+                self._enter(plant, cfg.flux.surface_z_mm, None, res, reached=True)
                 self.step, self._t0 = Step.FLUX_DWELL, now
         elif s is Step.FLUX_DWELL:
             if now - self._t0 >= self.recipe.flux.dwell_s:
@@ -273,6 +282,9 @@ class Sequencer:
         elif s is Step.DIP_ENTER:
             self._enter(plant, cfg.vessels[self.dip.vessel].surface_z_mm, self.dip, res)
             if self._reached(plant):
+                self._enter(
+                    plant, cfg.vessels[self.dip.vessel].surface_z_mm, self.dip, res, reached=True
+                )
                 self.step, self._t0 = Step.DIP_DWELL, now
         elif s is Step.DIP_DWELL:
             if now - self._t0 >= self.dip.dwell_s:
@@ -332,8 +344,25 @@ class Sequencer:
         self.z_speed = self._fast
         self.immersed = False
 
-    def _enter(self, plant: Plant, surface_z_mm: float, dip: DipStep | None, res: Result) -> None:
-        if self.immersed or plant.z_mm is None or plant.z_mm < surface_z_mm:
+    def _enter(
+        self,
+        plant: Plant,
+        surface_z_mm: float,
+        dip: DipStep | None,
+        res: Result,
+        *,
+        reached: bool = False,
+    ) -> None:
+        """Mark the part immersed and record the dip, once per dip.
+
+        The part counts as in from ``surface - z_tolerance_mm`` on (a position within the
+        tolerance of the surface may be at it, as ``_maybe_immersed`` and ``_leave`` judge it),
+        and in any case once the entry's target is ``reached``: a dip shallower than the
+        tolerance is still a dip, and its dwell is guarded as one.
+        """
+        if self.immersed:
+            return
+        if not reached and (plant.z_mm is None or plant.z_mm < surface_z_mm - self._tol):
             return
         self.immersed = True
         if dip is None:

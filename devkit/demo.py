@@ -66,7 +66,7 @@ class Watch:
         if kind == "dip":
             print(
                 f"  dip  unit {ev.get('unit')}: {ev.get('vessel')} at "
-                f"O2 {ev.get('o2_ppm')} ppm, solder {ev.get('solder_temp_c')} C, "
+                f"O2 {_fmt(ev.get('o2_ppm'))} ppm, solder {_fmt(ev.get('solder_temp_c'))} C, "
                 f"depth {ev.get('depth_mm')} mm, dwell {ev.get('dwell_s')} s"
             )
         elif kind in ("unit_completed", "unit_rejected", "job_started", "job_completed"):
@@ -82,7 +82,7 @@ class Watch:
         unit = f"unit {job.get('unit')} of {self.units}" if job else "no job"
         line = (
             f"[{st.get('state', '?'):>11}] {unit:<14} step {job.get('step', '-'):<12} "
-            f"solder {t.get('solder_temp_c', '-')} C  O2 {t.get('o2_ppm', '-')} ppm"
+            f"solder {_fmt(t.get('solder_temp_c'))} C  O2 {_fmt(t.get('o2_ppm'))} ppm"
         )
         if line != self._last_line:
             self._last_line = line
@@ -216,5 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
+def _fmt(value: Any) -> str:
+    """A reading to one decimal, or '-' when there is none."""
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -114,7 +114,8 @@ def plan_reads(regmap: RegisterMap) -> tuple[Block, ...]:
     """
     by_table: dict[Table, list[tuple[int, str]]] = {}
     for name, p in regmap.points.items():
-        by_table.setdefault(p.table, []).append((p.address, name))
+        if p.poll:
+            by_table.setdefault(p.table, []).append((p.address, name))
     blocks: list[Block] = []
     for table in ("discrete", "coil", "input", "holding"):
         entries = sorted(by_table.get(table, []))

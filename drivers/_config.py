@@ -7,6 +7,7 @@ simulator lays out its registers from the same files, so both sides agree by con
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +18,25 @@ from ._toml import TomlError, read_toml
 Table = Literal["coil", "discrete", "input", "holding"]
 DataType = Literal["bool", "uint16", "int16"]
 DeviceKind = Literal["temp_controller", "remote_io", "holder_drive", "o2_analyzer"]
+
+#: The longest a reading may be trusted (``stale_s``). The I/O module carries the door, the
+#: e-stop, the high limit and the hold on the part, and the holder drive the part's position:
+#: section 4 withdraws a part "at once" when one of those goes, so they are trusted 2 s at most
+#: (100 polls at the default 50 Hz: room for the retries and a reconnect, not for blindness).
+#: The O2 analyzer reports about once a second (two missed reports must not make it stale) and a
+#: solder pot changes slowly, so those get 5 s; the supervisor's own ``limits.o2_stale_s`` and
+#: ``limits.temp_stale_s`` cap them further.
+STALE_MAX_S = 5.0
+STALE_MAX_S_BY_KIND: MappingProxyType[str, float] = MappingProxyType(
+    {"remote_io": 2.0, "holder_drive": 2.0}
+)
+#: Bounds of the devices' own watchdogs (CONTRACT s.4: they make the outputs safe by themselves
+#: when the supervisor goes silent, so they must be short, and never 0 = disabled). The booth
+#: config requires them for these kinds (``booth_ctl._config``).
+WATCHDOG_MS_MIN, WATCHDOG_MS_MAX = 100, 2000
+COMM_TIMEOUT_S_MIN, COMM_TIMEOUT_S_MAX = 0.5, 10.0
+
+_CommTimeout = Annotated[float, Field(ge=COMM_TIMEOUT_S_MIN, le=COMM_TIMEOUT_S_MAX)]
 
 
 class _Strict(BaseModel):
@@ -63,6 +83,10 @@ class Point(_Strict):
     writable: bool = False
     #: A command register (pulse): written, not read back (its value self-clears).
     command: bool = False
+    #: Read by the poller. A set-up or target register that only the supervisor writes can be
+    #: left out (``poll = false``): it is still read back after every write, and each request
+    #: saved is one less on a line polled at 50 Hz.
+    poll: bool = True
     unit: str = ""
 
     @model_validator(mode="after")
@@ -75,6 +99,8 @@ class Point(_Strict):
             raise ValueError(f"a {self.table} point cannot be writable")
         if self.command and not self.writable:
             raise ValueError("a command point must be writable")
+        if not self.poll and not self.writable:
+            raise ValueError("a point that is not polled must be writable (read back on write)")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
         return self
@@ -109,6 +135,8 @@ class RegisterMap(_Strict):
                 raise ValueError(f"bit {name!r} names unknown register {b.word!r}")
             if self.points[b.word].table not in ("input", "holding"):
                 raise ValueError(f"bit {name!r}: {b.word!r} is not a register")
+            if not self.points[b.word].poll:
+                raise ValueError(f"bit {name!r}: its register {b.word!r} is not polled")
         return self
 
 
@@ -123,12 +151,12 @@ class DeviceConfig(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.1
     #: Reads are retried at most this often before the value goes stale.
     retries: Annotated[int, Field(ge=0, le=2)] = 2
-    #: A reading older than this is STALE.
-    stale_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    #: A reading older than this is STALE (at most STALE_MAX_S_BY_KIND for some kinds).
+    stale_s: Annotated[float, Field(gt=0, le=STALE_MAX_S)] = 0.5
     #: temp_controller: its own comm-loss timeout, written to the controller at connect.
-    comm_timeout_s: Annotated[float, Field(gt=0, le=60)] | None = None
+    comm_timeout_s: _CommTimeout | None = None
     #: remote_io: its communication watchdog, written to the module at connect.
-    watchdog_ms: Annotated[int, Field(ge=50, le=60000)] | None = None
+    watchdog_ms: Annotated[int, Field(ge=WATCHDOG_MS_MIN, le=WATCHDOG_MS_MAX)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:
@@ -136,6 +164,12 @@ class DeviceConfig(_Strict):
             raise ValueError("comm_timeout_s applies to a temp_controller only")
         if self.watchdog_ms is not None and self.kind != "remote_io":
             raise ValueError("watchdog_ms applies to a remote_io only")
+        stale_max_s = STALE_MAX_S_BY_KIND.get(self.kind, STALE_MAX_S)
+        if self.stale_s > stale_max_s:
+            raise ValueError(
+                f"stale_s: {self.stale_s:g} s exceeds {stale_max_s:g} s, the most for a "
+                f"{self.kind} (its readings guard a part in the bath)"
+            )
         modbus = self.transport.type in ("tcp", "rtu")
         if modbus and self.map is None:
             raise ValueError(f"a Modbus device ({self.kind}) needs a 'map'")

@@ -57,10 +57,12 @@ class ModbusDevice:
         self._setup = self._setup_writes(name, config, regmap)
         self._setup_generation = -1
         now = time.monotonic()
-        # Never read yet: no value, NO_COMM, stamped with the driver's start.
+        # Never read yet: no value, NO_COMM, stamped with the driver's start. A point that is
+        # not polled has no reading: its readback only verifies the write.
         self._raw: dict[str, int] = {}
+        polled = [n for n, p in regmap.points.items() if p.poll]
         self._readings: dict[str, Reading] = {
-            n: Reading(None, now, Quality.NO_COMM) for n in (*regmap.points, *regmap.bits)
+            n: Reading(None, now, Quality.NO_COMM) for n in (*polled, *regmap.bits)
         }
 
     @staticmethod
@@ -227,9 +229,9 @@ class ModbusDevice:
             return  # a pulse that clears itself: nothing to read back
         block = _codec.Block(p.table, p.address, 1, ((point, 0),))
         readback = (await self._read_block(block))[0]
-        ts = time.monotonic()
-        self._raw[point] = readback
-        self._readings[point] = Reading(_codec.decode(p, readback), ts)
+        if p.poll:
+            self._raw[point] = readback
+            self._readings[point] = Reading(_codec.decode(p, readback), time.monotonic())
         if readback != raw:
             raise WriteVerifyError(
                 self.name,

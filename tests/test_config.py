@@ -50,3 +50,102 @@ def test_missing_map_file_is_named(tmp_path: Path) -> None:
     data["devices"]["io"]["map"] = "maps/nope.toml"
     with pytest.raises(ConfigError, match=r"devices\.io\.map: .*nope\.toml.*cannot read"):
         config_from_dict(data, CONFIG / "booth-sim.toml")
+
+
+def _refused(data: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        config_from_dict(data, CONFIG / "booth-sim.toml")
+
+
+@pytest.mark.parametrize(
+    ("device", "key", "pattern"),
+    [
+        ("io", "watchdog_ms", r"devices\.io\.watchdog_ms: required for a remote_io .*100-2000 ms"),
+        (
+            "heater1",
+            "comm_timeout_s",
+            r"devices\.heater1\.comm_timeout_s: required for a temp_controller .*0\.5-10 s",
+        ),
+    ],
+)
+def test_device_watchdogs_are_required(device: str, key: str, pattern: str) -> None:
+    # Review S3: CONTRACT s.4, the I/O module and the controllers make themselves safe when the
+    # supervisor goes silent; no configuration may leave that out.
+    data = _sim_dict()
+    del data["devices"][device][key]
+    _refused(data, pattern)
+
+
+@pytest.mark.parametrize(
+    ("device", "key", "value", "pattern"),
+    [
+        ("io", "watchdog_ms", 0, r"devices\.io\.watchdog_ms: .*greater than or equal to 100"),
+        ("io", "watchdog_ms", 99, r"devices\.io\.watchdog_ms: .*greater than or equal to 100"),
+        ("io", "watchdog_ms", 2001, r"devices\.io\.watchdog_ms: .*less than or equal to 2000"),
+        (
+            "heater1",
+            "comm_timeout_s",
+            0,
+            r"devices\.heater1\.comm_timeout_s: .*greater than or equal to 0\.5",
+        ),
+        (
+            "heater1",
+            "comm_timeout_s",
+            10.5,
+            r"devices\.heater1\.comm_timeout_s: .*less than or equal to 10",
+        ),
+    ],
+)
+def test_device_watchdogs_are_bounded(device: str, key: str, value: float, pattern: str) -> None:
+    data = _sim_dict()
+    data["devices"][device][key] = value
+    _refused(data, pattern)
+
+
+def test_device_watchdog_bounds_are_inclusive() -> None:
+    for wd, tmo in ((100, 0.5), (2000, 10.0)):
+        data = _sim_dict()
+        data["devices"]["io"]["watchdog_ms"] = wd
+        data["devices"]["heater1"]["comm_timeout_s"] = tmo
+        cfg = config_from_dict(data, CONFIG / "booth-sim.toml").config
+        assert cfg.devices["io"].watchdog_ms == wd
+        assert cfg.devices["heater1"].comm_timeout_s == tmo
+
+
+@pytest.mark.parametrize(
+    ("device", "value", "pattern"),
+    [
+        ("io", 2.5, r"devices\.io: .*stale_s: 2\.5 s exceeds 2 s, the most for a remote_io"),
+        (
+            "holder",
+            3.0,
+            r"devices\.holder: .*stale_s: 3 s exceeds 2 s, the most for a holder_drive",
+        ),
+        ("o2", 6.0, r"devices\.o2\.stale_s: .*less than or equal to 5"),
+        ("heater1", 60.0, r"devices\.heater1\.stale_s: .*less than or equal to 5"),
+    ],
+)
+def test_stale_s_is_capped_per_kind(device: str, value: float, pattern: str) -> None:
+    # Review S5: a door or e-stop reading must not be trusted for a minute.
+    data = _sim_dict()
+    data["devices"][device]["stale_s"] = value
+    _refused(data, pattern)
+
+
+def test_stale_s_caps_are_inclusive() -> None:
+    data = _sim_dict()
+    data["devices"]["io"]["stale_s"] = 2.0
+    data["devices"]["holder"]["stale_s"] = 2.0
+    data["devices"]["o2"]["stale_s"] = 5.0
+    data["devices"]["heater1"]["stale_s"] = 5.0
+    config_from_dict(data, CONFIG / "booth-sim.toml")
+
+
+def test_example_config_has_the_watchdogs() -> None:
+    data = tomllib.loads((CONFIG / "booth.example.toml").read_text())
+    for dev in data["devices"].values():
+        if "map" in dev:
+            dev["map"] = str(CONFIG / dev["map"])
+    cfg = config_from_dict(data, CONFIG / "booth.example.toml").config
+    assert cfg.devices["io"].watchdog_ms == 500
+    assert cfg.devices["heater1"].comm_timeout_s == 2.0

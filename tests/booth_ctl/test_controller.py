@@ -421,6 +421,25 @@ def test_status_shape() -> None:
     assert math.isfinite(alarm["since"])
 
 
+def test_a_job_with_a_tighter_o2_limit_waits_its_own_stable_time() -> None:
+    # Review S2: idle O2 is judged against limits.o2_ready_ppm (1000); the job's 500 ppm limit
+    # must not inherit the stable time counted under 1000.
+    loop = idle_loop()
+    loop.plant.leak_o2(900.0)
+    loop.run_for(5.0)
+    assert loop.ctl.status()["ready"] is True
+    loop.plant.leak_o2(450.0)
+    loop.tick()
+    _start(loop, units=1, o2_limit_ppm=500.0, o2_stable_s=3.0)
+    t0 = loop.plant.t
+    loop.run_for(0.02)
+    assert loop.ctl._o2_state.ok is False and loop.ctl._o2_state.why == "O2 not yet stable"
+    loop.run_until(lambda: loop.ctl._o2_state.ok, 10.0, "O2 stable under 500")
+    assert loop.plant.t - t0 >= 3.0
+    loop.run_until(lambda: loop.ctl.state == "complete", 60.0, "complete")
+    assert len(loop.plant.entries) == 1 and loop.plant.entries[0].o2_ppm <= 500.0
+
+
 def test_purge_runs_until_o2_is_ok_then_maintain() -> None:
     loop = new_loop()
     loop.plant.o2_ppm = 209_000.0

@@ -44,6 +44,8 @@ class Vessel:
     dead: bool = False
     stuck_on: bool = False
     output_cap_pct: float = 100.0
+    #: The setpoint the controller really regulates to (None: the supervisor's ``sv_c``).
+    controller_sv_c: float | None = None
     t: float = 0.0
     quality: Quality = Quality.GOOD
     tc_open: bool = False
@@ -54,7 +56,8 @@ class Vessel:
     def output_pct(self) -> float:
         if not self.run:
             return 0.0
-        return max(0.0, min(self.output_cap_pct, (self.sv_c - self.temp_c) * 20.0))
+        sv = self.sv_c if self.controller_sv_c is None else self.controller_sv_c
+        return max(0.0, min(self.output_cap_pct, (sv - self.temp_c) * 20.0))
 
     def step(self, dt: float) -> None:
         self.t += dt
@@ -143,6 +146,47 @@ def test_runaway_error_budget_trips_a_heater_that_cannot_hold_target() -> None:
     result = run(v, ver, 3600.0)
     assert result is not None and result[1] == {RUNAWAY}
     assert v.temp_c < 250.0 - LIMITS.runaway_hysteresis_c
+
+
+def test_bath_held_above_target_while_heating_trips_runaway() -> None:
+    # The controller keeps regulating to 300 C (a lost setpoint write) while the target is 250 C:
+    # the bath sits 35 C over target + hysteresis with the output on, and nothing else trips.
+    v = Vessel(temp_c=250.0, melt_left_j=0.0)
+    ver = _verifier()
+    assert run(v, ver, 300.0) is None
+    v.sv_c, v.controller_sv_c = 300.0, 300.0
+    assert run(v, ver, 600.0) is None
+    v.sv_c = 250.0
+    t0 = v.t
+    result = run(v, ver, 600.0)
+    assert result is not None and result[1] == {RUNAWAY}
+    over_c = v.temp_c - 250.0 - LIMITS.runaway_hysteresis_c
+    budget_s = LIMITS.runaway_max_error_c_s / over_c
+    assert budget_s - 1.0 <= result[0] - t0 <= budget_s + 1.0
+    assert v.output_pct > 0.0 and v.temp_c < LIMITS.temp_max_c
+
+
+def test_cooling_down_above_target_with_the_output_off_is_fine() -> None:
+    v = Vessel(temp_c=300.0, melt_left_j=0.0, sv_c=300.0)
+    ver = _verifier()
+    assert run(v, ver, 300.0) is None
+    v.sv_c = 200.0  # a long cool-down far over target + hysteresis, output 0 meanwhile
+    assert run(v, ver, 3600.0) is None
+    assert abs(v.temp_c - 200.0) < 5.0
+
+
+def test_over_target_budget_restarts_once_back_in_the_band() -> None:
+    # Regulating to 280 C holds the bath ~13 C over 250 + hysteresis: 600 C s last ~45 s.
+    v = Vessel(temp_c=280.0, melt_left_j=0.0, controller_sv_c=280.0)
+    ver = _verifier()
+    assert run(v, ver, 30.0) is None
+    v.controller_sv_c = 260.0  # back into the band: the budget restarts
+    assert run(v, ver, 120.0) is None
+    assert v.temp_c < 250.0 + LIMITS.runaway_hysteresis_c
+    v.controller_sv_c = 280.0  # heats back up: ~340 C s over the band in 40 s
+    assert run(v, ver, 40.0) is None  # with the first 30 s' ~400 C s it would have tripped
+    result = run(v, ver, 60.0)
+    assert result is not None and result[1] == {RUNAWAY}
 
 
 def test_stuck_on_element_trips_once_the_rise_is_reached_not_before() -> None:

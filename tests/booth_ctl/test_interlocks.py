@@ -260,3 +260,37 @@ def test_no_flow_no_purge_credit() -> None:
     feed.flow_lpm = 0.0
     assert feed.step(60.0).ok is False
     assert feed.state.purged_l == 0.0
+
+
+def test_o2_stable_time_restarts_when_the_limit_tightens() -> None:
+    # Review S2: 900 ppm stable under the idle limit 1000, then a job's 500 ppm limit: readings
+    # over 500 are no stability under 500, whatever the time already counted.
+    feed = _purged()
+    feed.ppm = 900.0
+    assert feed.step(5.0, limit=1000.0, stable_s=3.0).ok is True
+    feed.ppm = 450.0
+    assert feed.step(0.02, limit=500.0, stable_s=3.0).ok is False
+    assert feed.state.why == "O2 not yet stable"
+    assert feed.step(2.9, limit=500.0, stable_s=3.0).ok is False
+    assert feed.step(0.2, limit=500.0, stable_s=3.0).ok is True
+
+
+def test_o2_readings_already_under_a_tighter_limit_keep_their_stable_time() -> None:
+    feed = _purged()
+    feed.ppm = 300.0
+    assert feed.step(5.0, limit=1000.0, stable_s=3.0).ok is True
+    assert feed.step(0.05, limit=500.0, stable_s=3.0).ok is True
+    # A looser limit never makes a stable reading unstable.
+    assert feed.step(0.05, limit=1000.0, stable_s=3.0).ok is True
+
+
+def test_o2_one_high_reading_in_the_stable_period_counts_against_a_tighter_limit() -> None:
+    feed = _purged()
+    feed.ppm = 300.0
+    feed.step(5.0, limit=1000.0, stable_s=3.0)
+    feed.ppm = 800.0
+    feed.step(0.05, limit=1000.0, stable_s=3.0)  # still ok under 1000
+    feed.ppm = 300.0
+    assert feed.step(1.0, limit=1000.0, stable_s=3.0).ok is True
+    assert feed.step(0.05, limit=500.0, stable_s=3.0).ok is False
+    assert feed.step(3.0, limit=500.0, stable_s=3.0).ok is True

@@ -157,11 +157,60 @@ def test_setpoint_stays_well_under_the_flux_autoignition_point() -> None:
     recipe_from_dict(data, _loaded().config)  # ketone ignites higher: 320 is fine
 
 
-def test_ether_flux_is_refused_with_any_solder() -> None:
+def test_ether_flux_is_refused_with_any_solder_and_the_error_says_why() -> None:
     data = _demo()
     data["flux"]["agent"] = "ether"
     problems = _problems(data)
-    assert any("autoignition point of a ether flux (160 C)" in p for p in problems), problems
+    assert problems == [
+        "flux.agent: an ether flux autoignites at 160 C (diethyl ether), so a bath with it must "
+        "stay at or under 110 C (50 C margin); no solder is molten there (the coolest, In52Sn48, "
+        "needs 138 C): this flux cannot be used with molten solder"
+    ]
+    data["dips"][0].update(alloy="In52Sn48", setpoint_c=140.0, band_c=1.0)
+    assert any(p.startswith("flux.agent: an ether flux") for p in _problems(data))
+
+
+def test_mixture_flux_names_its_components_and_takes_the_lowest_autoignition() -> None:
+    data = _demo()
+    data["flux"]["agent"] = "mixture"
+    problems = _problems(data)
+    assert problems == [
+        "flux.components: required for a mixture flux: name its solvent classes (two or more of "
+        "alcohol, ketone, ester, ether); it is judged by the lowest autoignition point among them"
+    ]
+    data["flux"]["components"] = ["ketone", "alcohol"]
+    recipe = recipe_from_dict(data, _loaded().config)  # alcohol's 363 C: 260 C is fine
+    assert recipe.flux.components == ["ketone", "alcohol"]
+    data["dips"][0].update(setpoint_c=310.0, band_c=10.0)  # fine for ketone, not for alcohol
+    assert _problems(data) == [
+        "dips[0].setpoint_c: setpoint + band_c = 320 exceeds 313 C, 50 C under the autoignition "
+        "point of a mixture flux of ketone+alcohol (363 C)"
+    ]
+    data["dips"][0].update(setpoint_c=250.0)
+    data["flux"]["components"] = ["alcohol", "ether"]
+    problems = _problems(data)
+    assert len(problems) == 1 and problems[0].startswith(
+        "flux.components: a mixture with an ether autoignites at 160 C (diethyl ether)"
+    )
+    assert "cannot be used with molten solder" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("agent", "components", "pattern"),
+    [
+        ("alcohol", ["alcohol", "ketone"], r"^flux\.components: only a mixture flux names"),
+        ("mixture", ["ketone", "ketone"], r"^flux\.components: .* names a solvent class twice"),
+        ("mixture", ["ketone"], r"^flux\.components: List should have at least 2 items"),
+        ("mixture", ["water", "ketone"], r"^flux\.components\[0\]: Input should be 'alcohol'"),
+    ],
+)
+def test_mixture_components_are_checked(agent: str, components: list[str], pattern: str) -> None:
+    import re
+
+    data = _demo()
+    data["flux"].update(agent=agent, components=components)
+    problems = _problems(data)
+    assert any(re.search(pattern, p) for p in problems), problems
 
 
 def test_setpoint_under_the_over_temperature_trip() -> None:
@@ -170,6 +219,36 @@ def test_setpoint_under_the_over_temperature_trip() -> None:
     data["dips"][0].update(alloy="Au88Ge12", setpoint_c=376.0, band_c=10.0)
     problems = _problems(data)
     assert any("limits.temp_max_c 380" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("field", ["flux.depth_mm", "dips.0.depth_mm"])
+def test_every_dip_is_deeper_than_the_holder_tolerance_by_a_margin(field: str) -> None:
+    import re
+
+    tol = _loaded().config.holder.z_tolerance_mm
+    assert tol == 0.5
+    data = _demo()
+    _set(data, field, 0.3)  # > 0, yet within the tolerance of the surface
+    name = field.replace(".0.", "[0].")
+    problems = _problems(data)
+    pattern = rf"^{re.escape(name)}: 0\.3 is below 1 mm, 2 x holder\.z_tolerance_mm 0\.5"
+    assert any(re.search(pattern, p) for p in problems), problems
+    _set(data, field, 0.9)
+    assert any(p.startswith(f"{name}: 0.9 is below 1 mm") for p in _problems(data))
+    _set(data, field, 1.0)
+    recipe_from_dict(data, _loaded().config)
+
+
+def test_depth_margin_follows_the_booth_tolerance() -> None:
+    raw = tomllib.loads((CONFIG / "booth-sim.toml").read_text(encoding="utf-8"))
+    raw["holder"]["z_tolerance_mm"] = 2.0
+    loaded = config_from_dict(raw, CONFIG / "booth-sim.toml")
+    data = _demo()  # flux 5 mm (fine), dip 3 mm (< 4 mm)
+    problems = _problems(data, loaded)
+    assert [p for p in problems if "z_tolerance_mm" in p] == [
+        "dips[0].depth_mm: 3 is below 4 mm, 2 x holder.z_tolerance_mm 2: a shallower dip "
+        "cannot be told apart from reaching the surface"
+    ]
 
 
 def test_ketone_flux_may_carry_more_solids() -> None:

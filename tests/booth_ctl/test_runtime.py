@@ -210,3 +210,36 @@ async def test_a_stalled_hoist_is_reset_through_the_drive_by_a_pulse(tmp_path: P
         await wait_for(
             lambda: r.sup.controller.state == "stopped", timeout_s=10, what="stopped after clear"
         )
+
+
+async def test_a_scan_that_raises_sends_the_safe_outputs_and_lets_the_watchdog_bite(
+    tmp_path: Path,
+) -> None:
+    """The controller must not raise; if it does, the writers get the safe outputs at once
+    (not the last wanted ones, heater on) and the heartbeats stop, so the I/O module's own
+    watchdog backs the runtime up."""
+    async with running_booth(tmp_path) as r:
+        await _until_idle(r)
+        await wait_for(
+            lambda: r.sim.state()["heater_contactor_closed"], timeout_s=10, what="contactor closed"
+        )
+
+        def broken_scan(_snapshot: Any) -> Any:
+            raise RuntimeError("a bug in the scan")
+
+        r.sup.controller.scan = broken_scan  # type: ignore[method-assign]
+        # Well inside the I/O watchdog's 500 ms: the runtime's own safe outputs, not the module's.
+        await wait_for(
+            lambda: not r.sim.state()["heater_contactor_closed"],
+            timeout_s=0.25,
+            what="contactor open after the scan raised",
+        )
+        await wait_for(
+            lambda: r.sim.state()["io_watchdog_tripped"],
+            timeout_s=3.0,
+            what="the I/O watchdog trips once the heartbeats stop",
+        )
+        truth = r.sim.state()
+        assert not truth["heater_on"]
+        assert truth["n2_maintain_on"] or truth["n2_purge_on"], "N2 keeps flowing"
+        assert r.sup.controller.tripped

@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from drivers import Bit, Point, RegisterMap
 from drivers._codec import (
@@ -138,9 +139,27 @@ def test_plan_merges_consecutive_addresses_per_table() -> None:
 def test_plan_of_the_shipped_maps_is_one_request_per_table() -> None:
     from drivers import load_register_map
 
-    for name, requests in (("tc-generic", 2), ("io-generic", 4), ("holder-generic", 2)):
+    # The I/O module's watchdog registers and the drive's targets are written, not polled.
+    for name, requests in (("tc-generic", 2), ("io-generic", 3), ("holder-generic", 1)):
         regmap = load_register_map(CONFIG_DIR / "maps" / f"{name}.toml")
         assert len(plan_reads(regmap)) == requests
+
+
+def test_points_that_are_not_polled_are_left_out_of_the_plan() -> None:
+    regmap = RegisterMap.model_validate(
+        {
+            "name": "m",
+            "points": {
+                "pv": {"table": "input", "address": 0},
+                "target": {"table": "holding", "address": 0, "writable": True, "poll": False},
+            },
+        }
+    )
+    assert [b.table for b in plan_reads(regmap)] == ["input"]
+    with pytest.raises(ValidationError, match="must be writable"):
+        RegisterMap.model_validate(
+            {"name": "m", "points": {"pv": {"table": "input", "address": 0, "poll": False}}}
+        )
 
 
 def test_plan_splits_at_the_request_size_limit() -> None:
