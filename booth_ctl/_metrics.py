@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     StateSetMetricFamily,
 )
@@ -33,7 +33,7 @@ from ._config import BoothConfig, MetricsConfig
 from ._image import Snapshot
 from ._packml import STATES
 from ._recorder import Records
-from ._scanstats import ScanStats
+from ._scanstats import LATENESS_BUCKETS_S, ScanStats
 
 log = logging.getLogger("booth_ctl.metrics")
 
@@ -44,7 +44,6 @@ REQUEST_TIMEOUT_S = 5.0
 #: Requests larger than this are refused (a scraper sends a few hundred bytes).
 MAX_REQUEST_BYTES = 8192
 #: Upper bounds (seconds) of the scan-lateness histogram over the telemetry window.
-LATENESS_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Process-image points exported as readings, per device kind: (point, metric, help).
 READINGS: Mapping[str, tuple[tuple[str, str, str], ...]] = {
@@ -261,19 +260,18 @@ def _number(reading: Reading | None) -> float | None:
 
 
 def _lateness_histogram(stats: ScanStats) -> Metric:
-    # ScanStats keeps the window's samples as (start, lateness, duration); reading them here
-    # avoids any cost in the scan itself.
-    samples: Iterable[tuple[float, float, float]] = getattr(stats, "_samples", ())
-    late = [s[1] for s in samples]
+    """Every scan's start lateness since the supervisor started, as a counter histogram."""
     buckets: list[tuple[str, float]] = []
-    for bound in LATENESS_BUCKETS_S:
-        buckets.append((f"{bound:g}", float(sum(1 for x in late if x <= bound))))
-    buckets.append(("+Inf", float(len(late))))
-    return GaugeHistogramMetricFamily(
-        "booth_scan_lateness_window_seconds",
-        f"Scan start lateness over the last {stats.window_s:g} s",
+    total = 0
+    for bound, count in zip(LATENESS_BUCKETS_S, stats.lateness_counts, strict=False):
+        total += count
+        buckets.append((f"{bound:g}", float(total)))
+    buckets.append(("+Inf", float(stats.total_scans)))
+    return HistogramMetricFamily(
+        "booth_scan_lateness_seconds",
+        "Scan start lateness (after its deadline), every scan since start",
         buckets=buckets,
-        gsum_value=sum(late),
+        sum_value=stats.lateness_sum_s,
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass
 
 #: The window that telemetry reports over.
 WINDOW_S = 60.0
+#: Upper bounds of the lateness histogram kept since start (Prometheus ``le``), seconds.
+LATENESS_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +40,16 @@ class ScanStats:
         self._overruns: deque[float] = deque()
         self.total_scans = 0
         self.total_overruns = 0
+        #: Scans per lateness bucket since start (not cumulative; the last one is beyond all).
+        self.lateness_counts = [0] * (len(LATENESS_BUCKETS_S) + 1)
+        self.lateness_sum_s = 0.0
 
     def record(self, start_s: float, lateness_s: float, duration_s: float) -> bool:
         """Add one scan; return True if it overran (finished after the next deadline)."""
         self.total_scans += 1
         self._samples.append((start_s, lateness_s, duration_s))
+        self.lateness_counts[bisect.bisect_left(LATENESS_BUCKETS_S, lateness_s)] += 1
+        self.lateness_sum_s += lateness_s
         overrun = lateness_s + duration_s > self.period_s
         if overrun:
             self.total_overruns += 1

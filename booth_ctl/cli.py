@@ -327,15 +327,50 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_recipe_check(args: argparse.Namespace) -> int:
     from ._recipe import RecipeError, load_recipe
 
-    loaded = _load(args.config)
-    try:
-        load_recipe(Path(args.path), loaded.config)
-    except RecipeError as exc:
-        for problem in exc.problems:
-            print(f"{args.path}: {problem}", file=sys.stderr)
+    booths = _booths_for_recipe(args)
+    failed = False
+    for loaded in booths:
+        try:
+            load_recipe(Path(args.path), loaded.config)
+        except RecipeError as exc:
+            failed = True
+            where = f" (booth {loaded.config.booth_id}, {loaded.path})" if len(booths) > 1 else ""
+            for problem in exc.problems:
+                print(f"{args.path}: {problem}{where}", file=sys.stderr)
+    if failed:
         return EXIT_REFUSED
-    print(f"{args.path}: valid (for booth {loaded.config.booth_id})")
+    names = ", ".join(b.config.booth_id for b in booths)
+    print(f"{args.path}: valid (for booth{'s' if len(booths) > 1 else ''} {names})")
     return EXIT_OK
+
+
+def _booths_for_recipe(args: argparse.Namespace) -> list[LoadedConfig]:
+    """The booth configs a recipe is checked against.
+
+    A config named by ``--config`` or ``$BOOTH_CONFIG``, or the installed one, when it exists.
+    Otherwise (a recipe in a project folder on an engineer's PC) every booth config beside the
+    recipe folder that takes its recipes from that folder: the recipe must suit each of them.
+    """
+    if args.config is not None or os.environ.get("BOOTH_CONFIG") or Path(DEFAULT_CONFIG).exists():
+        return [_load(args.config or _default_config())]
+    folder = Path(args.path).resolve().parent
+    found = []
+    for candidate in sorted(folder.parent.glob("*.toml")):
+        try:
+            loaded = load_config(candidate)
+        except ConfigError:
+            continue
+        if loaded.resolve(loaded.config.records.recipes_dir).resolve() == folder:
+            found.append(loaded)
+    if not found:
+        print(
+            f"boothctl: no booth config to check {args.path} against: give --config "
+            f"(or $BOOTH_CONFIG; {DEFAULT_CONFIG} does not exist, and no booth config in "
+            f"{folder.parent} takes its recipes from {folder})",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE)
+    return found
 
 
 # ---------------------------------------------------------------------------- records and mode
@@ -550,7 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print every problem with its file and field; exit 0 only if valid.",
     )
     rcheck.add_argument("path", help="recipe TOML")
-    config_opt(rcheck)
+    rcheck.add_argument(
+        "--config",
+        default=None,
+        help=f"booth config TOML (default: $BOOTH_CONFIG, else {DEFAULT_CONFIG} if it exists, "
+        "else every booth config beside the recipe's folder that takes its recipes from it)",
+    )
     rcheck.set_defaults(func=cmd_recipe_check)
     return p
 

@@ -159,6 +159,54 @@ def test_recipe_check_with_an_unusable_config_is_one_line(tmp_path: Path) -> Non
     assert len(r.stderr.strip().splitlines()) == 1 and str(tmp_path / "x") in r.stderr
 
 
+def test_recipe_check_without_a_config_uses_the_booths_beside_the_recipe_folder(
+    tmp_path: Path,
+) -> None:
+    """``boothctl recipe check PATH`` alone, on a PC without an installed booth: checked against
+    every booth config next to the recipe folder that takes its recipes from it."""
+    env = {k: v for k, v in os.environ.items() if k != "BOOTH_CONFIG"}
+    demo = CONFIG_DIR / "recipes" / "demo.toml"
+    r = subprocess.run(
+        [BOOTHCTL, "recipe", "check", str(demo)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "sim-01" in r.stdout and "sim-cold" in r.stdout, r.stdout
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    deep = recipes / "deep.toml"
+    deep.write_text(
+        demo.read_text(encoding="utf-8").replace("depth_mm = 3.0", "depth_mm = 30.0"),
+        encoding="utf-8",
+    )
+    lone = subprocess.run(
+        [BOOTHCTL, "recipe", "check", str(deep)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=env,
+        check=False,
+    )
+    assert lone.returncode == 2 and "--config" in lone.stderr, lone.stderr
+    # A booth config beside the folder that takes its recipes from it.
+    render_config(tmp_path, overrides=lambda d: d["records"].update(recipes_dir="recipes"))
+    r = subprocess.run(
+        [BOOTHCTL, "recipe", "check", str(deep)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "dips[0].depth_mm" in r.stderr, r.stderr
+
+
 # ---------------------------------------------------------------------------- records and mode
 
 

@@ -155,9 +155,14 @@ async def test_collector_reports_what_the_supervisor_knows(supervisor: FakeSuper
     assert v("booth_scan_lateness_max_seconds") == pytest.approx(0.012)
     assert v("booth_scan_lateness_p50_seconds") == pytest.approx(0.0051, abs=2e-4)
     assert v("booth_scan_period_seconds") == pytest.approx(0.010)
-    assert v("booth_scan_lateness_window_seconds_bucket", le="0.001") == 10.0
-    assert v("booth_scan_lateness_window_seconds_bucket", le="0.01") == 100.0
-    assert v("booth_scan_lateness_window_seconds_bucket", le="+Inf") == 101.0
+    # The histogram counts every scan since start, cumulative per bucket, for rate() and
+    # histogram_quantile().
+    assert v("booth_scan_lateness_seconds_bucket", le="0.001") == 10.0
+    assert v("booth_scan_lateness_seconds_bucket", le="0.01") == 100.0
+    assert v("booth_scan_lateness_seconds_bucket", le="+Inf") == 101.0
+    assert v("booth_scan_lateness_seconds_count") == 101.0
+    lateness_s = [(i + 1) * 0.0001 for i in range(100)] + [0.012]
+    assert v("booth_scan_lateness_seconds_sum") == pytest.approx(sum(lateness_s), rel=1e-6)
     assert v("booth_mqtt_connected") == 1.0
     assert v("booth_mqtt_connections_total") == 3.0
     assert v("booth_outbox_events") == 4.0
@@ -239,14 +244,17 @@ async def test_scrape_of_a_running_booth(stack: BoothStack) -> None:
             return None  # not listening yet
         up = all(m.get(("booth_device_ok", (("device", d),))) == 1.0 for d in devices)
         linked = m.get(("booth_mqtt_connected", ())) == 1.0
-        return m if up and linked else None
+        scanning = m.get(("booth_scans_total", ()), 0.0) > 10
+        return m if up and linked and scanning else None
 
-    m = await wait_for(healthy, timeout_s=30, what="every device ok and MQTT up", interval_s=0.2)
+    m = await wait_for(
+        healthy, timeout_s=30, what="every device ok, MQTT up, scans counted", interval_s=0.2
+    )
     assert m[("booth_state", (("booth_state", "stopped"),))] == 1.0  # after a start: stopped
     assert 200 < m[("booth_solder_temperature_celsius", (("vessel", "solder1"),))] < 300
     assert 0 <= m[("booth_o2_ppm", ())] < 10_000
-    assert m[("booth_scans_total", ())] > 10
     assert m[("booth_scan_period_seconds", ())] == pytest.approx(0.010)
+    assert m[("booth_scan_lateness_seconds_count", ())] == m[("booth_scans_total", ())]
     assert ("booth_permissive", (("permissive", "door_closed"),)) in m
     assert m[("booth_outbox_events", ())] >= 0
     assert m[("booth_info", (("booth", stack.booth_id),))] == 1.0
