@@ -7,7 +7,7 @@ physics alone (no I/O, no clock) for tests on a virtual clock.
 from ._analyzer import ChecksumError, checksum, frame, o2_line, parse
 from ._banks import AddressError, RegisterBank
 from ._booth import SimBooth
-from ._control import SimNotRunning, request
+from ._control import BadReply, SimNotRunning, request
 from ._faults import FAULT_NAMES, FaultError
 from ._physics import BathEntry, BoothPhysics, Drop
 from ._settings import LoadedSim, SimSettings, load_sim_config, sim_config_from_dict
@@ -15,6 +15,7 @@ from ._settings import LoadedSim, SimSettings, load_sim_config, sim_config_from_
 __all__ = [
     "FAULT_NAMES",
     "AddressError",
+    "BadReply",
     "BathEntry",
     "BoothPhysics",
     "ChecksumError",

@@ -9,13 +9,17 @@ read or write of any other address is refused (Modbus exception 02), as strict r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from drivers import Point, RegisterMap
 
 UINT16_MAX = 0xFFFF
 INT16_MIN = -0x8000
 INT16_MAX = 0x7FFF
+
+#: A device's reaction to a master's write of one point: ``(old_raw, written_raw) -> kept_raw``,
+#: what the device actually keeps (a module holding its outputs keeps the old or safe value).
+WriteHook = Callable[[int, int], int]
 
 #: Modbus function code -> the table it addresses.
 FUNCTION_TABLE: dict[int, str] = {
@@ -86,6 +90,7 @@ class RegisterBank:
         #: Bumped on every master write of an address, even with the same value: a watchdog
         #: refresh is a write, not a change.
         self._write_seq: dict[str, int] = dict.fromkeys(regmap.points, 0)
+        self._write_hooks: dict[str, WriteHook] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self.map.points or name in self.map.bits
@@ -120,6 +125,12 @@ class RegisterBank:
         so that heartbeats and watchdog refreshes count."""
         p = self._point(name)
         self.write(p.table, p.address, [to_raw(p, value)])
+
+    def hook_write(self, name: str, hook: WriteHook) -> None:
+        """Have ``hook`` decide, at the very write, what the device keeps of a master's write of
+        ``name`` (so that a readback right after shows what the device really does)."""
+        self._point(name)
+        self._write_hooks[name] = hook
 
     def get_raw(self, name: str) -> int:
         self._point(name)
@@ -158,12 +169,21 @@ class RegisterBank:
             if name is None or not self.map.points[name].writable:
                 raise AddressError(f"{self.name}: {table} address {a} is not writable")
             names.append(name)
+        old = {name: self._raw[self._points[name][0]] for name in names}
         for name, v in zip(names, values, strict=True):
             p = self.map.points[name]
             self._raw[(p.table, p.address)] = (
                 int(bool(v)) if p.type == "bool" else int(v)
             ) & UINT16_MAX
             self._write_seq[name] += 1
+        # The device reacts once the whole request is in (a heartbeat and a run written in one
+        # request count together), before any reply: a readback shows what it kept.
+        for name in names:
+            hook = self._write_hooks.get(name)
+            if hook is not None:
+                key, p = self._points[name]
+                kept = hook(old[name], self._raw[key])
+                self._raw[key] = (int(bool(kept)) if p.type == "bool" else int(kept)) & UINT16_MAX
 
     def snapshot(self) -> dict[str, float | bool]:
         """Every point and named bit, engineering units."""

@@ -203,9 +203,18 @@ class SimBooth:
                     return {"ok": False, "error": "clear: 'name' must be a fault name or null"}
                 self.clear(name)
                 return {"ok": True, "faults": self.physics.faults.names()}
+            if cmd == "flux_lid":
+                closed = req.get("closed")
+                if not isinstance(closed, bool):
+                    return {"ok": False, "error": "flux_lid: 'closed' must be true or false"}
+                self.physics.flux_lid_closed = closed  # the operator opens or closes the lid
+                return {"ok": True, "flux_lid_closed": closed}
         except FaultError as exc:
             return {"ok": False, "error": str(exc)}
-        return {"ok": False, "error": f"unknown command {cmd!r} (state, fault, clear, ping)"}
+        return {
+            "ok": False,
+            "error": f"unknown command {cmd!r} (state, fault, clear, flux_lid, ping)",
+        }
 
 
 def _add_unit(units: dict[int, Unit], unit_id: int, unit: Unit, name: str) -> None:

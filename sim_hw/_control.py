@@ -99,26 +99,57 @@ class ControlServer:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
+class BadReply(ValueError):
+    """The control socket answered with something that is not a reply (not a JSON object)."""
+
+
 def request(
     path: Path, req: dict[str, Any], timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> dict[str, Any]:
-    """One request to a running simulator (blocking); SimNotRunning if nothing answers."""
+    """One request to a running simulator (blocking).
+
+    SimNotRunning if nothing listens at ``path``; TimeoutError (naming the socket, the request
+    and the timeout) if it does not answer in time; another OSError (naming the socket) if the
+    socket fails; BadReply if the answer is not a JSON object.
+    """
+    text = json.dumps(req)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout_s)
         try:
             s.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise SimNotRunning(f"simulator not running at {path}") from exc
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise SimNotRunning(f"simulator at {path} closed the connection")
-            buf += chunk
-    reply = json.loads(buf)
+        except TimeoutError:
+            raise TimeoutError(
+                f"simulator at {path}: no connection within {timeout_s:g} s for {text}"
+            ) from None
+        except OSError as exc:
+            raise OSError(exc.errno, f"control socket {path}: {exc.strerror or exc}") from exc
+        try:
+            s.sendall(text.encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise SimNotRunning(f"simulator at {path} closed the connection")
+                buf += chunk
+        except TimeoutError:
+            raise TimeoutError(
+                f"simulator at {path} did not answer {text} within {timeout_s:g} s"
+            ) from None
+        except SimNotRunning:
+            raise
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"control socket {path}: {exc.strerror or exc} (request {text})"
+            ) from exc
+    try:
+        reply = json.loads(buf)
+    except ValueError:
+        reply = None
     if not isinstance(reply, dict):
-        raise ValueError(f"simulator at {path} sent {reply!r}")
+        shown = buf.strip()[:80]
+        raise BadReply(f"simulator at {path} answered {text} with {shown!r}: not a JSON object")
     return reply
 
 

@@ -21,7 +21,7 @@ FAULTS: dict[str, str | None] = {
     "heater_stuck_on": "optional vessel name (default: every vessel)",
     "heater_dead": "optional vessel name (default: every vessel)",
     "high_limit_trip": None,
-    "vacuum_leak": None,
+    "vacuum_leak": "optional kPa the head's vacuum settles at (default [sim] vacuum_leak_kpa)",
     "hoist_stall": None,
     "flux_low": None,
     "device_offline": "device name",
@@ -29,6 +29,7 @@ FAULTS: dict[str, str | None] = {
 FAULT_NAMES: tuple[str, ...] = tuple(FAULTS)
 _VESSEL_FAULTS = frozenset({"tc_open", "heater_stuck_on", "heater_dead"})
 O2_MAX_PPM = 1_000_000.0
+VACUUM_MAX_KPA = 101.0
 
 
 class FaultError(ValueError):
@@ -52,6 +53,14 @@ class FaultSet:
             if not 0 <= ppm <= O2_MAX_PPM:
                 raise FaultError(f"o2_leak: {ppm:g} ppm is outside 0..{O2_MAX_PPM:g}")
             self._active[name] = ppm
+        elif name == "vacuum_leak":
+            if value is None:
+                self._active[name] = True
+            else:
+                kpa = _number(name, value)
+                if not 0 <= kpa <= VACUUM_MAX_KPA:
+                    raise FaultError(f"vacuum_leak: {kpa:g} kPa is outside 0..{VACUUM_MAX_KPA:g}")
+                self._active[name] = kpa
         elif name == "device_offline":
             if value is None or str(value) not in self._devices:
                 known = ", ".join(sorted(self._devices))

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Function codes served: read/write bits and registers (Modbus application protocol v1.1b3).
 SERVED_FUNCTIONS = frozenset(FUNCTION_TABLE)
+#: Single writes, whose normal reply is an echo of the request.
+ECHO_FUNCTIONS = frozenset({5, 6})
 #: Silence on an RTU line longer than this ends a frame: leftover bytes are garbage. (On a real
 #: wire it is 3.5 characters; a pty has no wire timing, so be generous.)
 RTU_GAP_S = 0.05
@@ -111,6 +113,12 @@ class ModbusResponder:
             pdu.transaction_id = tid
             # The PDU only calls async_getValues/async_setValues on its datastore.
             response = await pdu.datastore_update(self._context, dev_id)  # type: ignore[arg-type]
+            if function_code in ECHO_FUNCTIONS and not isinstance(response, ExceptionResponse):
+                # FC 05/06 answer with an echo of the request (Modbus application protocol
+                # 6.5/6.6), not with what the device kept: a device that refuses the value in
+                # effect (a tripped watchdog) still echoes, and only a readback tells.
+                response.bits = list(pdu.bits)
+                response.registers = list(pdu.registers)
         response.dev_id = dev_id
         response.transaction_id = tid
         return framer.buildFrame(response)

@@ -247,20 +247,29 @@ class BoothPhysics:
             # load nest. With nothing to seal it the pump only reaches a shallow vacuum.
             sealed = part.present or at_load_top
             pumping = self.io.coil("vacuum_pump") and self.io.coil("vacuum_valve")
-            leak = "vacuum_leak" in self.faults
             target_kpa = 0.0
-            if pumping and not leak:
+            tau_s = s.vacuum_tau_s
+            if pumping:
                 target_kpa = s.vacuum_max_kpa if sealed else s.vacuum_open_kpa
-            tau_s = s.vacuum_leak_tau_s if leak else s.vacuum_tau_s
+                if "vacuum_leak" in self.faults:
+                    # What the pump still holds against the leak, reached as the leak grows.
+                    leak_kpa = self.vacuum_leak_kpa
+                    if target_kpa > leak_kpa:
+                        target_kpa = leak_kpa
+                        if self.vacuum_kpa > leak_kpa:
+                            tau_s = s.vacuum_leak_tau_s
             self.vacuum_kpa = lag(self.vacuum_kpa, target_kpa, dt, tau_s)
-            held_by_vacuum = self.vacuum_kpa >= cfg.holder.vacuum_hold_kpa
-            if not part.present and at_load_top and held_by_vacuum:
-                self._load()
-            elif part.present and not held_by_vacuum:
-                if at_load_top:
+            if at_load_top:
+                # On the nest the part rests on its support: it is picked once the head holds it
+                # and taken off (finished, or put back) as soon as the head no longer does.
+                held = self.vacuum_kpa >= cfg.holder.vacuum_hold_kpa
+                if not part.present and held:
+                    self._load()
+                elif part.present and not held:
                     self._unload()
-                elif kind == "suction":
-                    self._drop()
+            elif part.present and kind == "suction" and self.vacuum_kpa < s.part_release_kpa:
+                # In the air it hangs on the head until its weight beats the suction.
+                self._drop()
         # Chain: the operator hangs a part on the empty hook, or takes a finished one off,
         # once the holder has waited at the load station for the dwell.
         elif at_load_top and self._load_dwell_s >= s.chain_dwell_s:
@@ -406,6 +415,14 @@ class BoothPhysics:
     @property
     def o2_ppm(self) -> float:
         return self.atmosphere.o2_ppm
+
+    @property
+    def vacuum_leak_kpa(self) -> float:
+        """What the pump holds against the active leak: the fault's value, or the setting."""
+        value = self.faults.value("vacuum_leak")
+        if value is None or isinstance(value, bool):
+            return self.settings.vacuum_leak_kpa
+        return float(value)
 
     @property
     def reported_flux_level_pct(self) -> float:

@@ -5,6 +5,10 @@ not report a trip). Once armed, when ``watchdog_refresh`` has not been written f
 ``watchdog_timeout_ms`` (0 disables it), every coil drops to its safe value and
 ``watchdog_tripped`` is set; the coils are held there, whatever the master writes, until it writes
 1 to ``watchdog_clear``. Clearing restarts the timeout; the coils stay safe until written.
+
+A tripped module refuses its outputs at the very write (a bank write hook), not at its next
+step: a master's readback right after a refused write shows the safe value, as a real module's
+does. ``watchdog_clear`` likewise acts at its write, so a coil written right after it counts.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Literal
 
-from ._banks import RegisterBank
+from ._banks import RegisterBank, WriteHook
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,31 @@ class RemoteIO:
         for coil in self.coils:
             bank.set(coil, self.safe_outputs.get(coil, False) is True)
         bank.set("watchdog_tripped", False)
+        for coil in self.coils:
+            bank.hook_write(coil, self._coil_hook(coil))
+        bank.hook_write("watchdog_clear", self._on_clear)
+
+    def _coil_hook(self, coil: str) -> WriteHook:
+        def kept(old: int, written: int) -> int:
+            if not self.tripped:
+                return written
+            safe = self.safe_outputs.get(coil, False)
+            # Held whatever the master writes: at its safe value, or as it was ("hold").
+            return old if safe == "hold" else int(safe is True)
+
+        return kept
+
+    def _on_clear(self, old: int, written: int) -> int:
+        if written:
+            self._clear()
+        return 0  # a command: it reads back 0 once done
+
+    def _clear(self) -> None:
+        if self.tripped:
+            self.tripped = False
+            self._since_refresh_s = 0.0
+            self.bank.set("watchdog_tripped", False)
+            log.info("io: watchdog cleared")
 
     def step(self, dt_s: float) -> None:
         bank = self.bank
@@ -48,12 +77,9 @@ class RemoteIO:
             self.armed = True
         else:
             self._since_refresh_s += dt_s
-        if bank.get_raw("watchdog_clear"):
+        if bank.get_raw("watchdog_clear"):  # set without a master's write (the write acts at once)
             bank.set("watchdog_clear", 0)
-            if self.tripped:
-                self.tripped = False
-                self._since_refresh_s = 0.0
-                log.info("io: watchdog cleared")
+            self._clear()
         timeout_s = float(bank.get("watchdog_timeout_ms")) / 1000.0
         if self.armed and timeout_s > 0 and self._since_refresh_s > timeout_s and not self.tripped:
             self.tripped = True
@@ -61,6 +87,7 @@ class RemoteIO:
                 "io: watchdog not refreshed for %.0f ms: outputs forced safe", timeout_s * 1000
             )
         if self.tripped:
+            # Also enforced here, every step: whatever set a coil, it stays safe while tripped.
             for coil in self.coils:
                 safe = self.safe_outputs.get(coil, False)
                 if safe != "hold":

@@ -159,7 +159,15 @@ class SimSettings(_Strict):
     #: What the pump reaches through the open suction hole with no part to seal it.
     vacuum_open_kpa: Annotated[float, Field(ge=0, le=101)] = 8.0
     vacuum_tau_s: Annotated[float, Field(gt=0)] = 0.15
-    vacuum_leak_tau_s: Annotated[float, Field(gt=0)] = 0.05
+    #: A leak in the suction line (cracked hose, worn seal; fault ``vacuum_leak``): the vacuum
+    #: decays with this time constant toward what the pump still holds against the leak ...
+    vacuum_leak_tau_s: Annotated[float, Field(gt=0)] = 0.5
+    #: ... this (the fault's value overrides it; 0: a line open to air, total loss).
+    vacuum_leak_kpa: Annotated[float, Field(ge=0, le=101)] = 25.0
+    #: Away from the load nest a part hanging on the head falls once the vacuum is below this:
+    #: its weight beats the suction. Must be below ``holder.vacuum_hold_kpa``, the supervisor's
+    #: "hold lost" level, so that a lost hold is seen before the part falls.
+    part_release_kpa: Annotated[float, Field(ge=0, le=101)] = 20.0
     #: Chain hanger: how long the holder waits at the load station before a part is hung on
     #: (or a finished one taken off) its hook.
     chain_dwell_s: Annotated[float, Field(ge=0)] = 1.0
@@ -240,6 +248,11 @@ def sim_config_from_dict(data: dict[str, Any], path: Path) -> LoadedSim:
             problems.append(
                 f"vessels.{vname}.controller: {vessel.controller!r} is not a temp_controller"
             )
+    if cfg.holder.kind != "chain" and cfg.sim.part_release_kpa >= cfg.holder.vacuum_hold_kpa:
+        problems.append(
+            f"sim.part_release_kpa: {cfg.sim.part_release_kpa:g} must be below "
+            f"holder.vacuum_hold_kpa ({cfg.holder.vacuum_hold_kpa:g})"
+        )
     for vname in cfg.sim.vessels:
         if vname not in cfg.vessels:
             problems.append(f"sim.vessels.{vname}: no such vessel")

@@ -94,6 +94,8 @@ class TempController:
     timeout arms at the first heartbeat write; from then on, when the heartbeat register has not
     changed for ``comm_timeout_s`` (0 disables it) the controller drops to stop (``run`` reads 0)
     and sets ``comm_lost``; it resumes only when ``run`` = 1 is written with the heartbeat fresh.
+    A ``run`` = 1 written while the heartbeat is still stale is refused at the write itself (a
+    bank write hook): a readback right after shows 0, what the controller really does.
     """
 
     def __init__(
@@ -120,6 +122,23 @@ class TempController:
         self._heartbeat_writes = bank.write_seq("heartbeat")
         self._heartbeat_age_s = 0.0
         self._armed = False
+        bank.hook_write("run", self._on_run)
+
+    def _heartbeat_fresh(self) -> bool:
+        """Whether the heartbeat counts as fresh right now, between steps: changed since the
+        last step (written just before, or in the same request as ``run``), or young enough."""
+        timeout_s = float(self.bank.get("comm_timeout_s"))
+        return (
+            not self._armed
+            or timeout_s <= 0
+            or self.bank.get_raw("heartbeat") != self._heartbeat
+            or self._heartbeat_age_s < timeout_s
+        )
+
+    def _on_run(self, old: int, written: int) -> int:
+        if self.comm_lost and written and not self._heartbeat_fresh():
+            return 0  # comm lost, heartbeat still stale: the controller stays stopped
+        return written
 
     def step(self, dt_s: float, pv_c: float, tc_open: bool) -> float:
         """Advance by ``dt_s``; returns the output % the controller drives its heater with."""

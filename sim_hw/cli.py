@@ -6,7 +6,8 @@
     booth-sim fault --clear [NAME] [--config PATH]
 
 ``state`` and ``fault`` talk to the running simulator through its control socket
-(``[sim] control_socket``). Errors are one line on stderr; the exit code is 1 (2 for usage).
+(``[sim] control_socket``). Errors are one line on stderr; the exit code is 1 (2 for usage, or
+for a control socket that answers with something that is not a reply).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from drivers import ConfigError
 
 from ._booth import SimBooth
-from ._control import SimNotRunning, request
+from ._control import BadReply, SimNotRunning, request
 from ._faults import FAULT_NAMES
 from ._settings import load_sim_config
 
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fault" and not args.clear and not args.name:
             parser.error("fault: give a NAME, or --clear [NAME]")
         return _client(config, args)
+    except BadReply as exc:
+        print(f"booth-sim: {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, SimNotRunning, OSError) as exc:
         print(f"booth-sim: {exc}", file=sys.stderr)
         return 1
@@ -85,6 +89,9 @@ def _client(config: Path, args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"booth-sim: {reply.get('error', 'refused')}", file=sys.stderr)
         return 1
+    key = "state" if args.command == "state" else "faults"
+    if key not in reply:
+        raise BadReply(f"simulator at {sock} answered without {key!r}: {json.dumps(reply)[:80]}")
     if args.command == "state":
         print(json.dumps(reply["state"], indent=2))
     else:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from drivers import DeviceSet, O2Analyzer, Quality
+from drivers import DeviceSet, ModbusDevice, O2Analyzer, Quality, WriteVerifyError
 from sim_hw import SimBooth
 from tests._util import render_config, wait_for
 
@@ -106,3 +106,56 @@ async def test_silent_analyzer_goes_stale_and_zero_is_acknowledged(
     sim.clear()
     await wait_for(lambda: all_good(dset, "o2"), timeout_s=10.0, what="o2 GOOD again")
     assert o2.bad_lines == 0
+
+
+async def test_a_coil_write_refused_by_the_tripped_watchdog_fails_verification(
+    booth: tuple[SimBooth, DeviceSet],
+) -> None:
+    """A tripped module ignores output writes: the driver's readback must see it at once."""
+    sim, dset = booth
+    io = dset.devices["io"]
+    assert isinstance(io, ModbusDevice)
+    await wait_for(lambda: all_good(dset, "io"), timeout_s=10.0, what="io GOOD (set-up sent)")
+    await io.write("watchdog_refresh", 1)  # arms the watchdog
+    await io.write("vacuum_valve", True)  # a "hold" coil: kept as it was when the trip came
+    await wait_for(
+        lambda: sim.bank("io").get("watchdog_tripped"), timeout_s=5.0, what="watchdog trip"
+    )
+    with pytest.raises(WriteVerifyError, match="heater_contactor"):
+        await io.write("heater_contactor", True)
+    with pytest.raises(WriteVerifyError, match="vacuum_valve"):
+        await io.write("vacuum_valve", False)
+    readings = await io.poll()
+    assert readings["heater_contactor"].value is False
+    assert readings["vacuum_valve"].value is True
+    assert readings["watchdog_tripped"].value is True
+    assert sim.state()["heater_contactor_closed"] is False
+    # Cleared, the module takes outputs again from the very next write.
+    await io.write("watchdog_clear", 1)
+    await io.write("watchdog_refresh", 2)
+    await io.write("heater_contactor", True)
+    assert sim.bank("io").get("heater_contactor") is True
+
+
+async def test_run_written_while_comm_lost_fails_verification(
+    booth: tuple[SimBooth, DeviceSet],
+) -> None:
+    """With its heartbeat stale the controller stays stopped: ``run`` = 1 reads back 0."""
+    sim, dset = booth
+    heater = dset.devices["heater1"]
+    assert isinstance(heater, ModbusDevice)
+    await wait_for(lambda: all_good(dset, "heater1"), timeout_s=10.0, what="heater1 GOOD")
+    await heater.write("comm_timeout_s", 0.3)  # shortened for the test
+    await heater.write("heartbeat", 1)
+    await heater.write("run", 1)
+    await wait_for(lambda: sim.bank("heater1").get("comm_lost"), timeout_s=5.0, what="comm_lost")
+    with pytest.raises(WriteVerifyError, match="run"):
+        await heater.write("run", 1)
+    assert (await heater.poll())["run"].value == 0
+    assert not sim.state()["vessels"]["solder1"]["running"]
+    # A fresh heartbeat first, then run = 1: the controller resumes, verified.
+    await heater.write("heartbeat", 2)
+    await heater.write("run", 1)
+    await wait_for(
+        lambda: sim.state()["vessels"]["solder1"]["running"], timeout_s=5.0, what="running again"
+    )

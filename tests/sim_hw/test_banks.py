@@ -63,6 +63,27 @@ def test_master_writes_are_counted_even_with_the_same_value() -> None:
         bank.write_point("z_mm", 1.0)
 
 
+def test_a_write_hook_decides_what_the_device_keeps_at_the_write() -> None:
+    bank = RegisterBank("holder", HOLDER_MAP)
+    seen: list[tuple[int, int, float]] = []
+
+    def capped(old: int, written: int) -> int:
+        # Called once the whole request is in: the other register of it is already there.
+        seen.append((old, written, float(bank.get("z_speed_mm_s"))))
+        return min(written, 500)
+
+    bank.hook_write("z_target_mm", capped)
+    bank.write("holding", 1, [900, 100])
+    assert bank.get("z_target_mm") == pytest.approx(50.0)  # kept, not written
+    assert seen == [(0, 900, pytest.approx(10.0))]
+    assert bank.write_seq("z_target_mm") == 1  # still a master's write
+    with pytest.raises(AddressError):  # refused requests reach no hook
+        bank.write("holding", 1, [1, 2, 3, 4])
+    assert len(seen) == 1
+    with pytest.raises(KeyError):
+        bank.hook_write("nope", capped)
+
+
 @given(st.floats(min_value=-3276.8, max_value=3276.7, allow_nan=False))
 def test_int16_tenths_round_trip_within_resolution(value: float) -> None:
     bank = RegisterBank("heater1", TC_MAP)

@@ -105,9 +105,16 @@ def _check_high_limit_trip(p: BoothPhysics) -> None:
 
 
 def _check_vacuum_leak(p: BoothPhysics) -> None:
-    p.step(0.5)
-    assert p.banks["io"].get("vacuum_kpa") < 5
-    assert not p.part.present  # released at the load station: put back, not dropped
+    io, s = p.banks["io"], p.settings
+    hold_kpa = p.config.holder.vacuum_hold_kpa
+    # A leak in the line: the vacuum decays over a fraction of a second, not at once ...
+    p.step(0.25)
+    assert io.get("vacuum_kpa") > hold_kpa and p.part.present
+    # ... to what the pump still holds against it: below the hold, above the part's release.
+    p.step(3.0)
+    assert io.get("vacuum_kpa") == pytest.approx(s.vacuum_leak_kpa, abs=0.5)
+    assert s.part_release_kpa < s.vacuum_leak_kpa < hold_kpa
+    assert not p.part.present  # no longer held on the load nest: put back, not dropped
     assert p.state()["parts_put_back"] == 1 and p.state()["parts_dropped"] == 0
 
 
@@ -211,6 +218,9 @@ def test_a_per_vessel_fault_names_its_vessel(physics: BoothPhysics) -> None:
         ("device_offline", None, "needs --value DEVICE"),
         ("device_offline", "nope", "one of: heater1, holder, io, o2"),
         ("door_open", "1", "takes no value"),
+        ("vacuum_leak", "lots", "numeric"),
+        ("vacuum_leak", "-1", "outside"),
+        ("vacuum_leak", "150", "outside"),
     ],
 )
 def test_bad_faults_are_refused_by_name(name: str, value: Any, match: str) -> None:

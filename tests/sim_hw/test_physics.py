@@ -143,15 +143,35 @@ def test_controller_forces_output_off_on_comm_loss(physics: BoothPhysics) -> Non
     physics.step(timeout_s + 0.1)
     assert tc.get("comm_lost") and not tc.get("running")
     assert tc.get("output_pct") == 0 and tc.get("run") == 0
-    # run=1 with a stale heartbeat is not enough ...
+    # run=1 with a stale heartbeat is not enough: refused at the write, it reads back 0 ...
     tc.write_point("run", 1)
+    assert tc.get("run") == 0
     physics.step(0.1)
     assert tc.get("comm_lost") and tc.get("run") == 0
-    # ... a fresh heartbeat and run=1 is.
+    # ... a fresh heartbeat and run=1 is (at once, even before the controller's next cycle).
     tc.write_point("heartbeat", 2)
     tc.write_point("run", 1)
+    assert tc.get("run") == 1
     physics.step(0.1)
     assert not tc.get("comm_lost") and tc.get("running") and tc.get("output_pct") > 0
+
+
+def test_run_and_a_fresh_heartbeat_in_one_request_resume_the_controller(
+    physics: BoothPhysics,
+) -> None:
+    tc = physics.banks["heater1"]
+    heat(physics, 300)
+    tc.write_point("heartbeat", 1)
+    physics.step(float(tc.get("comm_timeout_s")) + 0.5)
+    assert tc.get("comm_lost")
+    run, heartbeat = (tc.map.points[n].address for n in ("run", "heartbeat"))
+    assert heartbeat == run + 1
+    tc.write("holding", run, [1, 1])  # FC 16: run = 1, heartbeat unchanged: still stale
+    assert tc.get("run") == 0
+    tc.write("holding", run, [1, 7])  # run = 1 with a new heartbeat
+    assert tc.get("run") == 1
+    physics.step(0.1)
+    assert not tc.get("comm_lost") and tc.get("running")
 
 
 def test_holder_moves_station_only_at_the_top(physics: BoothPhysics) -> None:
@@ -222,18 +242,75 @@ def test_a_suction_unit_goes_through_flux_and_solder(physics: BoothPhysics) -> N
     assert (st["parts_loaded"], st["parts_unloaded"], st["parts_dropped"]) == (1, 1, 0)
 
 
-def test_vacuum_lost_over_the_bath_drops_the_part_into_it(physics: BoothPhysics) -> None:
-    io = physics.banks["io"]
+def _held_in_the_bath(p: BoothPhysics) -> None:
+    io = p.banks["io"]
     io.write_point("vacuum_pump", True)
     io.write_point("vacuum_valve", True)
-    run_until(physics, lambda: physics.part.present, max_s=2, what="part picked")
-    go(physics, 2, 40.0)
-    physics.inject("vacuum_leak")
-    run_until(physics, lambda: not physics.part.present, max_s=2, what="part falls")
-    st = physics.state()
+    run_until(p, lambda: p.part.present, max_s=2, what="part picked")
+    go(p, 2, 83.0)
+    assert p.state()["part_in_bath"]
+    assert io.get("vacuum_kpa") == pytest.approx(p.settings.vacuum_max_kpa, abs=0.5)
+
+
+def test_a_vacuum_leak_leaves_a_supervisor_time_to_withdraw_the_part(
+    physics: BoothPhysics,
+) -> None:
+    """The default leak: the vacuum decays (tau 0.5 s) to what the pump holds against it, below
+    the supervisor's hold level (hold lost) but above the level at which the part falls."""
+    p, io, h = physics, physics.banks["io"], physics.banks["holder"]
+    hold_kpa, release_kpa = p.config.holder.vacuum_hold_kpa, p.settings.part_release_kpa
+    assert release_kpa < p.settings.vacuum_leak_kpa < hold_kpa
+    _held_in_the_bath(p)
+    p.inject("vacuum_leak")
+    lost_s = run_until(
+        p, lambda: io.get("vacuum_kpa") < hold_kpa, max_s=3, what="hold lost", dt_s=0.005
+    )
+    assert 0.5 < lost_s < 0.8  # 0.5 s * ln(55/15): over a fraction of a second, not at once
+    p.step(0.1)  # a supervisor that reacts within 100 ms ...
+    h.write_point("z_target_mm", 0.0)
+    h.write_point("z_speed_mm_s", p.config.holder.z_fast_speed_mm_s)
+    run_until(p, lambda: not p.part.in_vessel, max_s=1, what="out of the bath", dt_s=0.005)
+    assert p.part.present  # ... gets the part out before it could fall
+    p.step(10.0)  # and the pump keeps it on the head for as long as it runs
+    assert p.part.present and io.get("vacuum_kpa") > release_kpa
+    go(p, 0, 0.0)
+    run_until(p, lambda: not p.part.present, max_s=1, what="taken off at the load nest")
+    st = p.state()
+    assert (st["parts_unloaded"], st["parts_dropped"], st["parts_dropped_in_bath"]) == (1, 0, 0)
+    assert len(st["bath_entries"]) == 1
+
+
+def test_a_total_vacuum_loss_drops_the_part_into_the_bath(physics: BoothPhysics) -> None:
+    """A line open to air (value 0): the part falls once the vacuum is below its release level,
+    after the hold was lost, wherever the head is: over the pot, into the solder."""
+    p, io = physics, physics.banks["io"]
+    _held_in_the_bath(p)
+    p.inject("vacuum_leak", "0")
+    assert p.state()["fault_values"] == {"vacuum_leak": 0.0}
+    lost_s = run_until(
+        p, lambda: io.get("vacuum_kpa") < p.config.holder.vacuum_hold_kpa, max_s=3,
+        what="hold lost", dt_s=0.005,
+    )  # fmt: skip
+    fell_s = run_until(p, lambda: not p.part.present, max_s=3, what="part falls", dt_s=0.005)
+    assert lost_s == pytest.approx(0.5 * math.log(80 / 40), abs=0.02)
+    assert lost_s + fell_s == pytest.approx(0.5 * math.log(80 / 20), abs=0.02)
+    assert io.get("vacuum_kpa") < p.settings.part_release_kpa
+    st = p.state()
     assert st["parts_dropped"] == 1 and st["parts_dropped_in_bath"] == 1
     assert st["drops"][0]["into"] == "vessel:solder1"
     assert not st["part_held"] and not st["part_in_bath"]
+
+
+def test_a_leak_at_the_load_nest_keeps_the_head_from_picking(physics: BoothPhysics) -> None:
+    io = physics.banks["io"]
+    physics.inject("vacuum_leak")
+    io.write_point("vacuum_pump", True)
+    io.write_point("vacuum_valve", True)
+    physics.step(3.0)
+    assert io.get("vacuum_kpa") == pytest.approx(physics.settings.vacuum_leak_kpa, abs=0.5)
+    assert not physics.part.present and physics.part.loaded == 0
+    physics.clear("vacuum_leak")
+    run_until(physics, lambda: physics.part.present, max_s=2, what="picked once it is fixed")
 
 
 def test_a_chain_hanger_hangs_a_part_after_the_dwell_and_takes_it_off_when_back() -> None:
@@ -279,15 +356,19 @@ def test_watchdog_forces_safe_outputs_until_cleared(physics: BoothPhysics) -> No
         "light_green": False,
     }
     assert {c: io.get(c) for c in expected} == expected
-    io.write_point("heater_contactor", True)  # refused in effect while tripped
-    physics.step(0.05)
+    # Refused at the write itself, before any step: a readback shows what the module does.
+    io.write_point("heater_contactor", True)
     assert io.get("heater_contactor") is False
-    io.write_point("watchdog_clear", 1)
+    io.write("coil", 0, [1, 1, 0, 0, 0, 0])  # FC 15 over six coils: every one held
+    assert {c: io.get(c) for c in expected} == expected
     physics.step(0.05)
+    assert {c: io.get(c) for c in expected} == expected
+    io.write_point("watchdog_clear", 1)  # acts at once, so the next write counts
     assert not io.get("watchdog_tripped") and io.get("watchdog_clear") == 0
     io.write_point("heater_contactor", True)
-    physics.step(0.05)
     assert io.get("heater_contactor") is True
+    physics.step(0.05)
+    assert io.get("heater_contactor") is True and not io.get("watchdog_tripped")
 
 
 def test_masters_cannot_write_measured_points(physics: BoothPhysics) -> None:

@@ -148,9 +148,20 @@ async def test_watchdog_trips_and_clears_over_tcp(sim: SimBooth, sim_config: Pat
         coils = (await c.read_coils(0, count=4, device_id=1)).bits[:4]
         assert coils == [False, False, True, True]  # contactor open, N2 maintain and exhaust on
         assert sim.state()["io_watchdog_tripped"]
-        assert not (await c.write_register(2, 1, device_id=1)).isError()
-        await wait_for(lambda: not sim.state()["io_watchdog_tripped"], timeout_s=2, what="clear")
+        # A write while tripped is answered with the usual echo, but does not take effect: the
+        # very next read shows the safe value (the module refuses it at the write).
+        reply = await c.write_coil(0, True, device_id=1)
+        assert not reply.isError() and reply.bits[0] is True
+        assert (await c.read_coils(0, count=1, device_id=1)).bits[0] is False
+        assert not (await c.write_coils(0, [True, True], device_id=1)).isError()
+        assert (await c.read_coils(0, count=2, device_id=1)).bits[:2] == [False, False]
+        # The clear acts at its write; the command reads back 0 (its echo is still the request).
+        reply = await c.write_register(2, 1, device_id=1)
+        assert not reply.isError() and reply.registers == [1]
+        assert not sim.state()["io_watchdog_tripped"]
         assert (await c.read_holding_registers(2, count=1, device_id=1)).registers == [0]
+        assert not (await c.write_coil(0, True, device_id=1)).isError()
+        assert (await c.read_coils(0, count=1, device_id=1)).bits[0] is True
 
 
 async def test_device_offline_silences_a_tcp_endpoint(sim: SimBooth, sim_config: Path) -> None:

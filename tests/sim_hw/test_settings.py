@@ -54,6 +54,10 @@ def test_shared_sections_are_read_leniently() -> None:
         (lambda d: d["sim"]["vessels"].update(solder9={}), r"sim\.vessels\.solder9: no such"),
         (lambda d: d["vessels"]["solder1"].update(controller="io"), r"not a temp_controller"),
         (lambda d: d["devices"].pop("holder"), r"no device of kind 'holder_drive'"),
+        (
+            lambda d: d["sim"].update(part_release_kpa=40.0),
+            r"sim\.part_release_kpa: 40 must be below holder\.vacuum_hold_kpa \(40\)",
+        ),
     ],
 )
 def test_bad_sim_configs_are_refused_by_field(edit: Any, match: str) -> None:
