@@ -127,7 +127,8 @@ stop or kill the supervisor in the middle of a dip.
   (`--heater-dead-phases idle,flux,solder,resetting` runs it in all four).
 - Times are milliseconds after the fault was injected; for `o2_leak` they count from the
   analyzer's first line over the limit (`o2_line` is when that line came), for a silent analyzer
-  from when its reading went stale (`stale_bound`: the last line plus the analyzer's stale time).
+  from when its reading went stale (`stale_bound`: the last line plus the analyzer's stale time),
+  for `vacuum_leak` from when the bleeding vacuum fell under the hold level (`hold_lost`).
   For `hoist_stall` and `device_offline:holder` the part cannot come out while the drive is
   stalled or deaf: their times count from when the fault is cleared.
   `withdraw_start`: the holder starts up; `part_out`: the part has left the bath (or flux; a part

@@ -384,14 +384,18 @@ class Supervisor:
         if self.controller.state not in ("stopped", "aborted"):
             self._trip_safely("I/O module watchdog tripped: its outputs were forced safe")
             return
+        # A tripped module holds its outputs safe and refuses writes to them, so the controller's
+        # (safe, in these states) outputs cannot land first: clear, then have the writer send
+        # every output again.
         slot = self._outputs[io_name]
-        if slot.desired != slot.written:
-            return  # write the controller's (safe) outputs first, then re-arm
         try:
             await self.devices.devices[io_name].write("watchdog_clear", 1)
-            log.warning("I/O module watchdog re-armed")
         except DeviceError as exc:
             log.error("re-arming the I/O watchdog failed: %s", exc)
+            return
+        log.warning("I/O module watchdog re-armed")
+        slot.written.clear()
+        slot.changed.set()
 
     # ------------------------------------------------------------------ telemetry
 

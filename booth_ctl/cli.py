@@ -135,7 +135,23 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
 
 
 def _mqtt_target(args: argparse.Namespace) -> LoadedConfig:
-    return _load(args.config)
+    """The booth config as an MQTT client needs it: its register maps are not read, so that
+    ``send``, ``status`` and ``watch`` work from a PC that has only the booth's TOML."""
+    path = Path(args.config)
+    try:
+        data = read_toml(path)
+        cfg = BoothConfig.model_validate(data)
+    except OSError as exc:
+        print(f"boothctl: invalid config: {path}: cannot read: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from exc
+    except TomlError as exc:
+        print(f"boothctl: invalid config: {path}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from exc
+    except ValidationError as exc:
+        problems = "; ".join(_validation_lines(exc))
+        print(f"boothctl: invalid config: {path}: {problems}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from exc
+    return LoadedConfig(path, cfg, {})
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -235,7 +251,11 @@ def format_status(status: dict[str, Any]) -> str:
     ]
     job = status.get("job")
     if job:
-        lines.append(f"job        {json.dumps(job)}")
+        lines.append(
+            f"job        {job.get('lot_id')}  recipe {job.get('recipe')}  "
+            f"unit {job.get('unit')} of {job.get('units')}  (done {job.get('units_done')}, "
+            f"rejected {job.get('units_rejected')})  step {job.get('step')}"
+        )
     lines.append("interlocks")
     for name, ok in sorted((status.get("interlocks") or {}).items()):
         lines.append(f"  {'OK ' if ok else 'NOT'} {name}")
@@ -445,7 +465,7 @@ def cmd_records_export(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from ._watch import Watcher, watch_live, watch_once
 
-    loaded = _load(args.config)
+    loaded = _mqtt_target(args)
     mq = loaded.config.mqtt
     root = f"booth/{loaded.config.booth_id}/"
     watcher = Watcher(
@@ -515,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "command",
         help="reset, start_job, hold, unhold, stop, abort, clear, ack_alarm, get_status, "
-        "put_recipe, get_recipe, list_recipes, get_job",
+        "put_recipe, get_recipe, list_recipes, get_job, refresh",
     )
     send.add_argument(
         "--json",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -66,7 +67,7 @@ class Watch:
         if kind == "dip":
             print(
                 f"  dip  unit {ev.get('unit')}: {ev.get('vessel')} at "
-                f"O2 {_fmt(ev.get('o2_ppm'))} ppm, solder {_fmt(ev.get('solder_temp_c'))} C, "
+                f"O2 {_num(ev.get('o2_ppm'))} ppm, solder {_num(ev.get('solder_temp_c'))} C, "
                 f"depth {ev.get('depth_mm')} mm, dwell {ev.get('dwell_s')} s"
             )
         elif kind in ("unit_completed", "unit_rejected", "job_started", "job_completed"):
@@ -82,7 +83,7 @@ class Watch:
         unit = f"unit {job.get('unit')} of {self.units}" if job else "no job"
         line = (
             f"[{st.get('state', '?'):>11}] {unit:<14} step {job.get('step', '-'):<12} "
-            f"solder {_fmt(t.get('solder_temp_c'))} C  O2 {_fmt(t.get('o2_ppm'))} ppm"
+            f"solder {_num(t.get('solder_temp_c'))} C  O2 {_num(t.get('o2_ppm'))} ppm"
         )
         if line != self._last_line:
             self._last_line = line
@@ -105,6 +106,7 @@ class Watch:
 
 
 def _num(value: Any) -> str:
+    """A reading to one decimal, or '-' when there is none."""
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
 
 
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="demo")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, records)")
     args = p.parse_args(argv)
+    # A terminal closed or a `kill` stops the demo as Ctrl-C does: through the clean-up below.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="booth-demo-"))
     print(f"starting broker, booth-sim and boothctl run (logs in {workdir})")
     ok = False
@@ -216,9 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def _fmt(value: Any) -> str:
-    """A reading to one decimal, or '-' when there is none."""
-    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pytest
 import tomli_w
 
 from booth_ctl._records import RecordStore
-from booth_ctl.cli import main
+from booth_ctl.cli import format_status, main
 from tests._util import CONFIG_DIR, render_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -362,3 +362,28 @@ def test_watch_frame_renders_state_permissives_alarms_and_trends() -> None:
     assert "stale: 10 s old" in render(view, 12.0, color=False)
     colored = render(view, 3.0, color=True)
     assert "\x1b[31m○ \x1b[0m\x1b[31mdoor_closed" in colored  # unmet: red
+
+
+def test_status_pretty_shows_the_job_as_words() -> None:
+    status = {
+        "state": "execute",
+        "ready": False,
+        "online": True,
+        "mode": "remote",
+        "job": {
+            "lot_id": "LOT-7",
+            "recipe": "demo",
+            "units": 3,
+            "unit": 2,
+            "units_done": 1,
+            "units_rejected": 0,
+            "step": "dip_dwell",
+        },
+        "alarms": [],
+        "interlocks": {"door_closed": True, "o2_ok": False},
+    }
+    lines = format_status(status).splitlines()
+    assert lines[1] == (
+        "job        LOT-7  recipe demo  unit 2 of 3  (done 1, rejected 0)  step dip_dwell"
+    )
+    assert "  OK  door_closed" in lines and "  NOT o2_ok" in lines

@@ -78,6 +78,28 @@ async def test_status_json_and_pretty(booth: BoothStack) -> None:
     assert "O2" in out and "e-stop clear" in out
 
 
+async def test_the_mqtt_tools_need_only_the_booth_toml(booth: BoothStack, tmp_path: Path) -> None:
+    """On an office PC there are no register maps: send and status read only the TOML."""
+    alone = tmp_path / "booth.toml"
+    alone.write_text(booth.config.read_text(encoding="utf-8"), encoding="utf-8")
+    for dev in booth.data["devices"].values():
+        if "map" in dev:
+            assert not (tmp_path / dev["map"]).exists() or Path(dev["map"]).is_absolute()
+    text = alone.read_text(encoding="utf-8")
+    for dev in booth.data["devices"].values():
+        if "map" in dev:
+            text = text.replace(str(dev["map"]), "maps/not-here.toml")
+    alone.write_text(text, encoding="utf-8")
+    code, _, err = await boothctl("config", "check", str(alone))
+    assert code == 1 and "not-here.toml" in err  # the maps really are missing
+    code, out, err = await boothctl("send", "get_status", config=alone)
+    assert code == 0, err
+    assert json.loads(out)["ok"] is True
+    code, out, err = await boothctl("status", "--pretty", config=alone)
+    assert code == 0, err
+    assert out.startswith("state ")
+
+
 async def test_send_exit_codes(booth: BoothStack) -> None:
     code, out, err = await boothctl("send", "get_status", config=booth.config)
     assert code == 0, err

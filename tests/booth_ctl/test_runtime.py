@@ -17,7 +17,7 @@ import pytest
 from booth_ctl._config import LoadedConfig, load_config
 from booth_ctl._events import Event
 from booth_ctl._recipe import load_recipe
-from booth_ctl._runtime import Supervisor
+from booth_ctl._runtime import REASSERT_PERIOD_S, Supervisor
 from drivers import Quality
 from sim_hw import SimBooth
 from tests._util import CONFIG_DIR, render_config, wait_for
@@ -243,3 +243,85 @@ async def test_a_scan_that_raises_sends_the_safe_outputs_and_lets_the_watchdog_b
         assert not truth["heater_on"]
         assert truth["n2_maintain_on"] or truth["n2_purge_on"], "N2 keeps flowing"
         assert r.sup.controller.tripped
+
+
+async def test_after_an_io_watchdog_trip_the_module_is_re_armed_and_takes_writes_again(
+    tmp_path: Path,
+) -> None:
+    """A tripped module refuses writes to its outputs, so the runtime clears its watchdog first
+    (only in ``stopped``) and then sends every output again."""
+    async with running_booth(tmp_path) as r:
+        await wait_for(
+            lambda: r.sim.physics.io.armed, timeout_s=10, what="the module's watchdog armed"
+        )
+        r.sim.inject("device_offline", "io")
+        await wait_for(
+            lambda: r.sim.state()["io_watchdog_tripped"], timeout_s=3.0, what="watchdog tripped"
+        )
+        # The writer's periodic re-assert fails on the silent module: nothing counts as written.
+        await wait_for(
+            lambda: not r.sup._outputs["io"].written,
+            timeout_s=REASSERT_PERIOD_S + 2.0,
+            what="the I/O writer failing while the module is away",
+        )
+        r.sim.clear("device_offline")
+        await wait_for(
+            lambda: not r.sim.state()["io_watchdog_tripped"],
+            timeout_s=5.0,
+            what="the supervisor re-arms the module's watchdog",
+        )
+        assert r.sup.controller.state == "stopped"
+        await _until_idle(r)
+        await wait_for(
+            lambda: r.sim.state()["heater_contactor_closed"],
+            timeout_s=5.0,
+            what="outputs written again: contactor closed in idle",
+        )
+
+
+async def test_systemd_hears_ready_then_watchdog_pings_only_from_on_time_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Type=notify: READY=1 once running, WATCHDOG=1 while the scan runs on time, none once it
+    stops (systemd then kills and restarts the supervisor), STOPPING=1 at a clean stop."""
+    import socket
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    heard: list[str] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                heard.append(sock.recv(256).decode())
+            except BlockingIOError:
+                return heard
+
+    try:
+        async with running_booth(tmp_path) as r:
+            await wait_for(lambda: "READY=1" in drain(), timeout_s=5, what="READY=1")
+            await wait_for(
+                lambda: drain().count("WATCHDOG=1") >= 3, timeout_s=5, what="watchdog pings"
+            )
+
+            def broken_scan(_snapshot: Any) -> Any:
+                raise RuntimeError("a bug in the scan")
+
+            r.sup.controller.scan = broken_scan  # type: ignore[method-assign]
+            await wait_for(lambda: not r.sup.scan_healthy, timeout_s=1, what="scan unhealthy")
+            before = drain().count("WATCHDOG=1")
+            # Over the next half second or more (until the I/O module's watchdog bites, which
+            # needs 500 ms without heartbeats) systemd must hear nothing: it would restart us.
+            await wait_for(
+                lambda: r.sim.state()["io_watchdog_tripped"],
+                timeout_s=3,
+                what="the I/O watchdog trips with the heartbeats stopped",
+            )
+            assert drain().count("WATCHDOG=1") == before, "pinged while the scan was failing"
+        assert "STOPPING=1" in drain()
+    finally:
+        sock.close()

@@ -87,7 +87,8 @@ def _cause_visible(snap: Any) -> bool:
         ("o2_leak", 5000.0, "o2_ok", 0.5),
         # Silence is seen once the last report is older than the analyzer's stale bound.
         ("o2_analyzer_silent", None, "o2_ok", 1.3),
-        ("vacuum_leak", None, "part_held", 0.1),
+        # A leaking suction line: the vacuum decays (tau 0.5 s) past the hold level in ~0.65 s.
+        ("vacuum_leak", None, "part_held", 1.0),
     ],
 )
 def test_fault_during_the_dip_withdraws_in_the_scan_that_sees_it(
@@ -114,8 +115,7 @@ def test_fault_during_the_dip_withdraws_in_the_scan_that_sees_it(
     s.run_until(lambda: not s.truth()["part_in_bath"], 2.0, "out of the bath")
     truth = s.truth()
     assert len(truth["bath_entries"]) == 1
-    if fault != "vacuum_leak":  # a lost vacuum drops the part at once: physics, not control
-        assert truth["parts_dropped_in_bath"] == 0
+    assert truth["parts_dropped_in_bath"] == 0 and truth["parts_dropped"] == 0
     assert s.last.outputs["io.vacuum_pump"] is True and s.last.outputs["io.vacuum_valve"] is True
 
 

@@ -105,6 +105,7 @@ class Sample:
     o2_reported_ppm: float
     io_watchdog: bool
     high_limit_tripped: bool
+    vacuum_kpa: float
 
 
 class Timeline:
@@ -240,6 +241,7 @@ class Rig:
                     o2_reported_ppm=phys.analyzer.reported_ppm,
                     io_watchdog=phys.io.tripped,
                     high_limit_tripped=phys.high_limit_tripped,
+                    vacuum_kpa=phys.vacuum_kpa,
                 )
             )
 

@@ -154,11 +154,9 @@ def _raw_texts() -> st.SearchStrategy[bytes]:
         ("{" + rid + ", " + rid + ', "units": -1}').encode(),  # duplicate keys
         b'{"request_id": "dup", "request_id": ""}',  # the last duplicate wins: no id
     ]
-    # A fresh request_id per draw, so that no case is answered as a repeat of another.
-    templated = st.tuples(st.sampled_from(fixed), st.uuids()).map(
-        lambda t: t[0].replace(b"RID", t[1].hex.encode())
-    )
-    return templated | st.binary(max_size=200)
+    # "RID" becomes a fresh request_id in the test (hypothesis repeats its own uuids across
+    # examples, and a repeat is rightly answered with the first reply).
+    return st.sampled_from(fixed) | st.binary(max_size=200)
 
 
 # ---------------------------------------------------------------------- properties
@@ -183,7 +181,7 @@ async def _judge(rig: DispatchRig, command: str, payload: bytes) -> dict[str, An
 async def test_raw_payloads_are_refused_or_dropped(
     rig: DispatchRig, command: str, payload: bytes
 ) -> None:
-    await _judge(rig, command, payload)
+    await _judge(rig, command, payload.replace(b'"RID"', f'"{_rid()}"'.encode()))
 
 
 @FUZZ
