@@ -1,9 +1,10 @@
 """The MES commands: one model per command, and the dispatcher that gives each exactly one reply.
 
 The dispatcher never drives outputs: every command goes to the controller (state machine and
-interlocks) or to the records. A command is validated, checked against the control mode, run,
-put on record with its reply (the audit trail, and the answer to a repeated ``request_id``), and
-only then is its reply handed back for publishing.
+interlocks) or to the records. A command is validated and checked against the control mode; one
+that changes something is put on record as running, run, and its reply recorded (the audit
+trail, and the answer to a repeated ``request_id``); only then is its reply handed back for
+publishing. Refusals are put on record the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ RECIPE_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_UNITS = 100_000
 #: Commands a booth in local mode still answers for the MES (they change nothing).
 READ_ONLY_PREFIXES = ("get_", "list_")
+#: Commands that change something but neither move nor heat: accepted in local mode too (an
+#: operator refreshing the solder stands at the booth). Beyond the contract's command list.
+LOCAL_OK = frozenset({"refresh"})
 
 BAD_REQUEST = "bad_request"
 UNKNOWN_COMMAND = "unknown_command"
@@ -113,6 +117,13 @@ class GetJob(_Command):
     lot_id: LotId
 
 
+class Refresh(_Command):
+    """The solder of a vessel, or the flux, was refreshed: its dip counter restarts."""
+
+    #: A vessel's name, or "flux".
+    what: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 COMMANDS: dict[str, type[_Command]] = {
     "reset": Reset,
     "start_job": StartJob,
@@ -127,6 +138,7 @@ COMMANDS: dict[str, type[_Command]] = {
     "get_recipe": GetRecipe,
     "list_recipes": ListRecipes,
     "get_job": GetJob,
+    "refresh": Refresh,
 }
 
 
@@ -141,6 +153,7 @@ class CommandTarget(Protocol):
     def clear(self) -> object: ...
     def start_job(self, lot_id: str, recipe_name: str, recipe: Any, units: int) -> object: ...
     def ack_alarm(self, alarm_id: str | None) -> object: ...
+    def refreshed(self, what: str) -> object: ...
     def status(self) -> dict[str, Any]: ...
 
 
@@ -261,9 +274,46 @@ def _encodable(body: Any) -> bool:
     return True
 
 
+#: The arguments of a refused request are kept on the audit trail up to this many characters.
+AUDIT_ARGS_MAX = 4096
+
+
+def _audit_args(args: dict[str, Any]) -> dict[str, Any]:
+    """What a refused request's arguments go on record as: as given, unless they are too long
+    to keep or hold no text (a lone surrogate); then their JSON, escaped and cut."""
+    text = json.dumps(args, ensure_ascii=True, default=str)
+    if len(text) <= AUDIT_ARGS_MAX and _encodable(args):
+        return args
+    return {"as_received": text[:AUDIT_ARGS_MAX], "length": len(text)}
+
+
+def cut_short_reply(request_id: str, command: str) -> dict[str, Any]:
+    """The answer to a repeat of a command the booth was running when it stopped (or whose reply
+    could not be put on record): it may or may not have taken effect, and it is not run again."""
+    return make_reply(
+        request_id,
+        command,
+        error=CommandRefused(
+            INVALID_STATE,
+            f"an earlier attempt of request_id {request_id!r} ({command}) was cut short while it "
+            "ran (the booth stopped); whether it took effect is unknown and it is not run again: "
+            "check get_status (or get_job) and send a new request_id",
+            {"cut_short": True},
+        ),
+    )
+
+
 @dataclass
 class Dispatcher:
-    """Turns one command message into exactly one reply (or nothing, when no request_id)."""
+    """Turns one command message into exactly one reply (or nothing, when no request_id).
+
+    Every reply to a request_id that can be stored goes on record (the audit trail) and is the
+    answer to a repeat of it, refusals included. A command that changes something is put on
+    record as running before it runs, so a crash before its reply is written does not let a
+    repeat run it again (the repeat is told it was cut short). Two replies are not on record:
+    ``bad_request`` for a request_id that cannot be stored (too long, or not text) and the
+    link's ``busy`` (nothing was judged, so the MES may simply retry).
+    """
 
     target: CommandTarget
     records: Records
@@ -282,6 +332,8 @@ class Dispatcher:
         if rid is None:
             log.warning("dropped %s: no request_id to reply to", command)
             return None
+        # A request_id that cannot be stored cannot be matched against a repeat either: these
+        # refusals are not on record (a repeat is judged, and refused, again).
         if len(rid) > 64:
             return make_reply(
                 rid,
@@ -290,14 +342,12 @@ class Dispatcher:
                     BAD_REQUEST, f"request_id is {len(rid)} characters long; at most 64"
                 ),
             )
-        if not _encodable(body):
-            # A lone surrogate (``"\ud800"``) is valid JSON but no text: it can be neither kept
-            # on record nor matched against a later repeat, so the request is refused as such.
+        if not _encodable(rid):
             return make_reply(
                 rid,
                 command,
                 error=CommandRefused(
-                    BAD_REQUEST, "the payload holds a \\u escape that is not a character "
+                    BAD_REQUEST, "request_id holds a \\u escape that is not a character "
                     "(a lone UTF-16 surrogate)"
                 ),
             )
@@ -305,12 +355,22 @@ class Dispatcher:
         first = await self.records.call(store.get_reply, rid)
         if first is not None:
             return first
+        given = {k: v for k, v in body.items() if k != "request_id"}
+        if not _encodable(body):
+            # A lone surrogate (``"\ud800"``) is valid JSON but no text: such a request is
+            # refused (and kept on record with its arguments escaped).
+            return await self._refuse(
+                rid, command, given, who,
+                CommandRefused(
+                    BAD_REQUEST, "the payload holds a \\u escape that is not a character "
+                    "(a lone UTF-16 surrogate)"
+                ),
+            )
         model = COMMANDS.get(command)
         if model is None:
-            return make_reply(
-                rid,
-                command,
-                error=CommandRefused(
+            return await self._refuse(
+                rid, command, given, who,
+                CommandRefused(
                     UNKNOWN_COMMAND,
                     f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}",
                 ),
@@ -318,32 +378,77 @@ class Dispatcher:
         try:
             cmd = model.model_validate(body)
         except ValidationError as exc:
-            return make_reply(
-                rid, command, error=CommandRefused(BAD_REQUEST, _describe(command, exc))
+            return await self._refuse(
+                rid, command, given, who, CommandRefused(BAD_REQUEST, _describe(command, exc))
             )
         args = cmd.model_dump(exclude={"request_id"})
+        if command.startswith(READ_ONLY_PREFIXES):
+            # Changes nothing: run again after a crash, it does no harm, so no running entry.
+            reply = await self._reply(rid, command, cmd)
+            await self._record(rid, command, args, who, reply)
+            return reply
+        mode = await self.records.call(store.get_mode)
+        if mode != "remote" and command not in LOCAL_OK:
+            return await self._refuse(
+                rid, command, args, who,
+                CommandRefused(
+                    INVALID_STATE,
+                    f"the booth is in {mode} mode (an operator works at it): {command} "
+                    "is refused until it is switched back to remote",
+                    {"mode": mode},
+                ),
+            )
+        # On record as running before it runs (if this fails, nothing ran: the link says busy).
+        entry = await self.records.call(
+            store.command_started, rid, command, args, who=who,
+            cut_short_reply=cut_short_reply(rid, command),
+        )
         try:
-            if not command.startswith(READ_ONLY_PREFIXES):
-                mode = await self.records.call(store.get_mode)
-                if mode != "remote":
-                    raise CommandRefused(
-                        INVALID_STATE,
-                        f"the booth is in {mode} mode (an operator works at it): {command} "
-                        "is refused until it is switched back to remote",
-                        {"mode": mode},
-                    )
-            result = await self._run(cmd)
-            reply = make_reply(rid, command, result=result)
-        except CommandRefused as exc:
-            reply = make_reply(rid, command, error=exc)
-        except self.refusals as exc:
-            reply = make_reply(rid, command, error=_as_refusal(exc))
+            reply = await self._reply(rid, command, cmd)
+        except Exception as exc:
+            # Not a refusal: it failed part way, perhaps after changing something.
+            log.exception("%s (request_id %s) failed while it ran", command, rid)
+            reply = make_reply(
+                rid,
+                command,
+                error=CommandRefused(
+                    INVALID_STATE,
+                    f"{command} failed inside the booth while it ran ({exc}); whether it took "
+                    "effect is unknown: check get_status (or get_job)",
+                ),
+            )
         try:
-            await self.records.call(store.record_command, rid, command, args, who=who, reply=reply)
+            await self.records.call(store.command_done, entry, reply)
         except Exception:
-            # The command ran: its reply still goes out, even if the audit could not be written.
-            log.exception("could not put %s (request_id %s) on record", command, rid)
+            # The command ran: its reply still goes out; a repeat is told it was cut short.
+            log.exception("could not put the reply of %s (request_id %s) on record", command, rid)
         return reply
+
+    async def _reply(self, rid: str, command: str, cmd: _Command) -> dict[str, Any]:
+        try:
+            return make_reply(rid, command, result=await self._run(cmd))
+        except CommandRefused as exc:
+            return make_reply(rid, command, error=exc)
+        except self.refusals as exc:
+            return make_reply(rid, command, error=_as_refusal(exc))
+
+    async def _refuse(
+        self, rid: str, command: str, args: dict[str, Any], who: str, refusal: CommandRefused
+    ) -> dict[str, Any]:
+        reply = make_reply(rid, command, error=refusal)
+        await self._record(rid, command, _audit_args(args), who, reply)
+        return reply
+
+    async def _record(
+        self, rid: str, command: str, args: dict[str, Any], who: str, reply: dict[str, Any]
+    ) -> None:
+        try:
+            await self.records.call(
+                self.records.store.record_command, rid, command, args, who=who, reply=reply
+            )
+        except Exception:
+            # Nothing ran that a repeat could run twice: the reply still goes out.
+            log.exception("could not put %s (request_id %s) on record", command, rid)
 
     async def _run(self, cmd: _Command) -> Any:
         t = self.target
@@ -362,6 +467,8 @@ class Dispatcher:
                 return t.clear()
             case AckAlarm(alarm_id=alarm_id):
                 return t.ack_alarm(None if alarm_id == "all" else alarm_id)
+            case Refresh(what=what):
+                return t.refreshed(what)
             case GetStatus():
                 return await self.status()
             case StartJob():

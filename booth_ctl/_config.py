@@ -73,9 +73,20 @@ class MetricsConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)]
 
 
+#: Seconds in a day (the keep times of the records are in days).
+DAY_S = 86_400
+
+
 class RecordsConfig(_Strict):
     path: str
     recipes_dir: str = "recipes"
+    #: Command audit entries older than this are deleted (hourly). It must cover
+    #: mqtt.request_id_keep_s: a repeated request_id is answered from the audit.
+    audit_keep_days: Annotated[int, Field(ge=1)] = 90
+    #: Delivered events older than this are deleted (hourly), except the dip, flux_dip and
+    #: refreshed events the dip counters are rebuilt from. Jobs, units, dips and the alarm
+    #: history are lot records and are never deleted.
+    events_keep_days: Annotated[int, Field(ge=1)] = 30
 
 
 class BoothGeometry(_Strict):
@@ -196,6 +207,15 @@ class BoothConfig(_Strict):
                 )
         if self.flux.surface_z_mm + self.flux.depth_max_mm > self.holder.z_max_mm:
             raise ValueError("flux: surface_z_mm + depth_max_mm exceeds holder.z_max_mm")
+        keep_s = self.mqtt.request_id_keep_s
+        if self.records.audit_keep_days * DAY_S < keep_s:
+            need = -(-keep_s // DAY_S)  # whole days, rounded up
+            raise ValueError(
+                f"records.audit_keep_days: {self.records.audit_keep_days} days is shorter than "
+                f"mqtt.request_id_keep_s ({keep_s:g} s), and a repeated request_id is answered "
+                f"from the command audit: at least {need:g} days (or a shorter "
+                "mqtt.request_id_keep_s)"
+            )
         return self
 
     def device_of_kind(self, kind: str) -> str:

@@ -744,14 +744,28 @@ class Controller:
                 self.vessel_dips[vessel] = int(count)
         self.flux_dips = int(flux_dips)
 
-    def refreshed(self, what: str) -> None:
-        """The solder of a vessel, or the flux (``"flux"``), was refreshed: its count restarts."""
+    def refreshed(self, what: str) -> dict[str, Any]:
+        """The solder of a vessel, or the flux (``"flux"``), was refreshed: its count restarts.
+
+        A ``refreshed`` event puts it on record (the counts are rebuilt from the events at
+        start), and the counter's warning, if standing, clears now. Nothing moves or heats.
+        """
         if what == "flux":
+            before, alarm_id, code = self.flux_dips, "flux_dips", "flux_dips"
             self.flux_dips = 0
         elif what in self.vessel_dips:
+            before, alarm_id, code = self.vessel_dips[what], f"vessel_dips.{what}", "vessel_dips"
             self.vessel_dips[what] = 0
         else:
-            raise CommandRefused("bad_request", f"no vessel {what!r}")
+            known = ", ".join(["flux", *sorted(self.vessel_dips)])
+            raise CommandRefused(
+                "bad_request", f"no vessel {what!r}; known: {known}", {"known": known.split(", ")}
+            )
+        self._pending.append(Event("refreshed", {"what": what, "dips_before": before}))
+        self._alarms.condition(
+            alarm_id, False, code, "warning", "", since=self._stamp(), events=self._pending
+        )
+        return {"what": what, "dips_before": before}
 
     # ================================================================== helpers
 

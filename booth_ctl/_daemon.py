@@ -6,20 +6,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._config import LoadedConfig
+from ._config import LoadedConfig, RecordsConfig
 from ._controller import Controller
 from ._events import Event
 from ._mes import records_and_link
 from ._metrics import BoothCollector, MetricsServer, outbox_depth_of
 from ._recorder import Records
+from ._records import Purged
 from ._runtime import Supervisor
 
 log = logging.getLogger("booth_ctl")
 #: The journal gets one line per event of these kinds (the MES gets every event anyway).
 events_log = logging.getLogger("booth_ctl.events")
+records_log = logging.getLogger("booth_ctl.records")
+
+#: The record store is purged this long after start, then every PURGE_EVERY_S.
+PURGE_FIRST_S = 60.0
+PURGE_EVERY_S = 3600.0
+#: Rows deleted per table in one store call: other record-store calls (events, commands) get
+#: their turn between two batches.
+PURGE_BATCH = 2000
 
 #: Event types worth a line in the journal, and at which level. Dips and unit steps are not:
 #: the lot records hold them, and a busy booth would flood the journal.
@@ -31,6 +41,7 @@ EVENT_LEVELS: Mapping[str, int] = {
     "job_completed": logging.INFO,
     "job_aborted": logging.WARNING,
     "unit_rejected": logging.WARNING,
+    "refreshed": logging.INFO,
 }
 
 
@@ -51,6 +62,61 @@ def _fields(data: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in data.items())
 
 
+async def purge_once(records: Records, cfg: RecordsConfig, *, batch: int = PURGE_BATCH) -> Purged:
+    """Delete what the records keep no longer (see RecordStore.purge), batch by batch."""
+    now = time.time()
+    total = Purged()
+    while True:
+        got = await records.call(
+            records.store.purge,
+            audit_keep_days=cfg.audit_keep_days,
+            events_keep_days=cfg.events_keep_days,
+            now=now,
+            limit=batch,
+        )
+        total += got
+        if got.commands < batch and got.events < batch:
+            return total
+
+
+async def purge_records(
+    records: Records,
+    cfg: RecordsConfig,
+    *,
+    first_s: float = PURGE_FIRST_S,
+    every_s: float = PURGE_EVERY_S,
+    batch: int = PURGE_BATCH,
+) -> None:
+    """The daemon's purge task: ``first_s`` after start, then every ``every_s``, forever.
+
+    One info line when anything went. A failure is logged once (an error) until a purge works
+    again; it never ends the task, let alone the daemon.
+    """
+    failing = False
+    await asyncio.sleep(first_s)
+    while True:
+        try:
+            purged = await purge_once(records, cfg, batch=batch)
+        except Exception as exc:
+            if not failing:
+                records_log.error(
+                    "record store: purge failed: %s (tried again every %.0f s; not logged "
+                    "again until it works)", exc, every_s,
+                )
+                failing = True
+        else:
+            if failing:
+                records_log.warning("record store: purging works again")
+                failing = False
+            if purged:
+                records_log.info(
+                    "record store: purged %d command audit entries older than %d days and %d "
+                    "delivered events older than %d days",
+                    purged.commands, cfg.audit_keep_days, purged.events, cfg.events_keep_days,
+                )
+        await asyncio.sleep(every_s)
+
+
 async def run_daemon(
     loaded: LoadedConfig, install_stop: Callable[[asyncio.Event], None] | None = None
 ) -> None:
@@ -67,7 +133,15 @@ async def run_daemon(
         vessel_dips, flux_dips = await records.call(records.store.dip_counts)
         controller.restore_counters(vessel_dips, flux_dips)
         supervisor = Supervisor(
-            loaded, controller=controller, events=LoggedEvents(records), status=link
+            loaded,
+            controller=controller,
+            events=LoggedEvents(records),
+            status=link,
+            extra_tasks={
+                "records-purge": lambda: purge_records(
+                    records, loaded.config.records, first_s=PURGE_FIRST_S, every_s=PURGE_EVERY_S
+                )
+            },
         )
         async with contextlib.AsyncExitStack() as stack:
             metrics = loaded.config.metrics

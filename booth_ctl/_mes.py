@@ -12,7 +12,13 @@ from the oldest unacknowledged one, so the MES sees every event at least once, i
 
 Commands are taken off the connection into a bounded inbox and run one at a time by a task that
 outlives connections, so a command is never cut in half by a lost link; its reply waits in the
-outgoing queue until a connection can carry it.
+outgoing queue until a connection can carry it. No reply is ever dropped: the inbox and the reply
+queue are bounded together (see :meth:`MesLink._wait_for_reply_room`).
+
+aiomqtt 2.x ignores the reason codes of PUBACK and SUBACK: a QoS 1 publish the broker refuses
+(MQTT 5 reason code >= 0x80, e.g. 0x87 not authorized by its ACL) returns as if delivered.
+:class:`BoothClient` reads them, so a refused event stays in the outbox and a refused reply stays
+queued; both are retried with backoff and the refusal is logged once per episode.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ from types import TracebackType
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers import ConfigError
 
@@ -50,7 +58,7 @@ from ._commands import (
 from ._config import LoadedConfig
 from ._events import CommandRefused
 from ._recorder import Records
-from ._records import RecordStore
+from ._records import RecordStore, ReplyReader
 
 log = logging.getLogger("booth_ctl.mes")
 
@@ -66,10 +74,123 @@ MODE_POLL_S = 1.0
 SHUTDOWN_FLUSH_S = 1.0
 #: Connection attempts and the CONNACK wait give up after this long.
 CONNECT_TIMEOUT_S = 5.0
+#: The reconnect backoff starts again from ``reconnect_min_s`` only after a connection stayed up
+#: this long: a session that fails at once (refused subscription, a second client taking over
+#: the client id) must not reconnect at the shortest interval forever.
+STABLE_CONNECTION_S = 10.0
+#: A reply may go to ``reply`` and to the request's MQTT 5 Response Topic: room for both is kept.
+REPLY_COPIES = 2
+#: A repeat of a request_id arriving while the inbox is full is looked up (its first reply sent
+#: back) by at most this many lookups at once, each given this long; otherwise ``busy``.
+DOOR_LOOKUPS_MAX = 16
+DOOR_LOOKUP_S = 0.5
 
 
 class LinkDown(Exception):
     """The connection to the broker was lost or could not be made."""
+
+
+class PublishRefused(Exception):
+    """The broker acknowledged a QoS 1 publish with a failure reason code (>= 0x80)."""
+
+    def __init__(self, topic: str, reason: ReasonCode) -> None:
+        super().__init__(f"{topic}: {reason} (reason code 0x{reason.value:02x})")
+        self.topic = topic
+        self.reason = reason
+
+
+class SubscribeRefused(LinkDown):
+    """The broker refused the subscription to the commands (SUBACK reason code >= 0x80)."""
+
+
+class BoothClient(aiomqtt.Client):
+    """aiomqtt's client, made to honour the reason code of a PUBACK.
+
+    aiomqtt 2.x (``_on_publish``) sets the waiting publish's event whatever the reason code, and
+    its ``publish`` does not tell the message id; :meth:`publish_acked` is its ``publish``
+    (paho's publish, then wait for the acknowledgement) that also raises
+    :class:`PublishRefused` for a refusal. Relies on aiomqtt 2.x internals (``_client``,
+    ``_pending_publishes``, ``_pending_call``, ``_wait_for``), pinned by ``aiomqtt<3``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Message id -> the failure reason code of its PUBACK, until its publisher reads it.
+        self._refused: dict[int, ReasonCode] = {}
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        # Only for a publish still waiting: a late PUBACK must not be read by a later message
+        # that reuses the id.
+        if reason_code.is_failure and mid in self._pending_publishes:
+            self._refused[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_acked(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int,
+        retain: bool = False,
+        properties: Properties | None = None,
+        ack_timeout_s: float | None = None,
+    ) -> None:
+        """Publish; for QoS 1 return once the broker accepted it, raise PublishRefused if it
+        refused it, aiomqtt.MqttError if the link failed or the acknowledgement timed out."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if info.is_published():
+            return  # QoS 0: written, nothing to wait for
+        confirmation = asyncio.Event()
+        try:
+            with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                await self._wait_for(confirmation.wait(), timeout=ack_timeout_s)
+        finally:
+            reason = self._refused.pop(info.mid, None)
+        if reason is not None:
+            raise PublishRefused(topic, reason)
+
+
+class _Backoff:
+    """Jittered exponential waits between ``min_s`` and ``max_s``."""
+
+    def __init__(self, min_s: float, max_s: float) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self.attempt = 0
+
+    def next_s(self) -> float:
+        cap = min(self.max_s, self.min_s * 2.0 ** min(self.attempt, 16))
+        self.attempt += 1
+        # Equal jitter: never hammer the broker in lock step with other booths.
+        return cap / 2 + random.uniform(0, cap / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class _Episodes:
+    """Logs a kind of trouble once when it starts and once when it is over, not every retry."""
+
+    def __init__(self) -> None:
+        self._active: dict[str, str] = {}
+
+    def failing(self, what: str, why: object, advice: str = "") -> None:
+        if what not in self._active:
+            self._active[what] = str(why)
+            log.error("MES link: %s: %s%s", what, why, f"; {advice}" if advice else "")
+
+    def working(self, what: str) -> None:
+        if self._active.pop(what, None) is not None:
+            log.warning("MES link: %s: works again", what)
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -127,6 +248,15 @@ class MesLink:
             self._mqtt.command_queue_max
         )
         self._replies: collections.deque[tuple[str, bytes, Properties | None]] = collections.deque()
+        #: Replies still to come: commands taken into the inbox and not answered yet, and
+        #: lookups at a full inbox's door. Room for them is kept in the reply queue.
+        self._owed = 0
+        self._reply_room = asyncio.Event()
+        self._door_tasks: set[asyncio.Task[None]] = set()
+        self._reply_reader: ReplyReader | None = None
+        self._episodes = _Episodes()
+        #: QoS 1 publishes the broker refused (reason code >= 0x80), for health and tests.
+        self.refused_publishes = 0
         self._replies_ready = asyncio.Event()
         self._replies_drained = asyncio.Event()
         self._replies_drained.set()
@@ -156,6 +286,7 @@ class MesLink:
                 keyfile=str(self._loaded.resolve(m.tls_key)) if m.tls_key else None,
             )
         self._mode = await self._records.call(self._records.store.get_mode)
+        self._reply_reader = await self._records.call(self._records.store.reply_reader)
         self._records.on_committed(self.events_available)
         self._tasks = [
             asyncio.create_task(self._connection_loop(), name="mes-connection"),
@@ -181,10 +312,15 @@ class MesLink:
                 except (TimeoutError, aiomqtt.MqttError):
                     log.warning("MES link: could not say offline before stopping")
         finally:
-            for t in self._tasks:
+            tasks = [*self._tasks, *self._door_tasks]
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._tasks = []
+            if self._reply_reader is not None:
+                # Waits for a lookup still running on a worker thread, then closes.
+                await asyncio.to_thread(self._reply_reader.close)
+                self._reply_reader = None
 
     # ------------------------------------------------------------------ the scan's side
 
@@ -204,9 +340,9 @@ class MesLink:
 
     # ------------------------------------------------------------------ connection
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self) -> BoothClient:
         m = self._mqtt
-        client = aiomqtt.Client(
+        client = BoothClient(
             m.host,
             m.port,
             username=m.username,
@@ -226,25 +362,29 @@ class MesLink:
 
     async def _connection_loop(self) -> None:
         m = self._mqtt
-        attempt = 0
+        backoff = _Backoff(m.reconnect_min_s, m.reconnect_max_s)
         down_since: float | None = None
         while True:
             client = self._make_client()
+            up_since: float | None = None
             try:
                 async with client:
                     self._client = client
+                    await self._subscribe(client)
+                    up_since = time.monotonic()
                     if down_since is not None:
                         log.warning(
                             "MES link: connected to %s:%d again after %.1f s",
                             m.host,
                             m.port,
-                            time.monotonic() - down_since,
+                            up_since - down_since,
                         )
                     else:
                         log.info("MES link: connected to %s:%d", m.host, m.port)
                     down_since = None
-                    attempt = 0
                     await self._session(client)
+            except SubscribeRefused:
+                pass  # logged once per episode by _subscribe
             except Exception as exc:
                 if not _only_link_errors(exc):
                     log.error("MES link: internal error; reconnecting", exc_info=exc)
@@ -259,12 +399,14 @@ class MesLink:
                 self.connected.clear()
                 self._client = None
                 await self._reap(client)
+            now = time.monotonic()
             if down_since is None:
-                down_since = time.monotonic()
-            cap = min(m.reconnect_max_s, m.reconnect_min_s * (2 ** min(attempt, 16)))
-            attempt += 1
-            # Equal jitter: never hammer the broker in lock step with other booths.
-            await asyncio.sleep(cap / 2 + random.uniform(0, cap / 2))
+                down_since = now
+            # Only a connection that stayed up a while starts the backoff again: one that fails
+            # at once would otherwise be re-made at reconnect_min_s forever.
+            if up_since is not None and now - up_since >= STABLE_CONNECTION_S:
+                backoff.reset()
+            await asyncio.sleep(backoff.next_s())
 
     @staticmethod
     async def _reap(client: aiomqtt.Client) -> None:
@@ -275,9 +417,29 @@ class MesLink:
             misc.cancel()
             await asyncio.gather(misc, return_exceptions=True)
 
-    async def _session(self, client: aiomqtt.Client) -> None:
-        await client.subscribe(self.root + "cmd/+", qos=1)
-        await client.publish(self.root + "online", b"true", qos=1, retain=True)
+    async def _subscribe(self, client: BoothClient) -> None:
+        topic = self.root + "cmd/+"
+        granted = await client.subscribe(topic, qos=1)
+        for code in granted:
+            failed = code.is_failure if isinstance(code, ReasonCode) else code >= 0x80
+            if failed:
+                # Without it no command reaches the booth: not online. Reconnecting (with the
+                # backoff, which this short session does not reset) picks up a fixed ACL.
+                self._episodes.failing(
+                    "subscribing to commands",
+                    f"the broker refuses {topic}: {code}",
+                    "not online; retrying (check the broker's ACL for the booth's user)",
+                )
+                raise SubscribeRefused(f"the broker refuses the subscription to {topic}: {code}")
+        self._episodes.working("subscribing to commands")
+
+    async def _session(self, client: BoothClient) -> None:
+        try:
+            await self._publish(client, self.root + "online", b"true", qos=1, retain=True)
+        except PublishRefused as exc:
+            self._refused("publishing online", exc, "the MES sees the booth offline")
+        else:
+            self._episodes.working("publishing online")
         self.connections += 1
         self._status_dirty.set()
         self._telemetry_ready.clear()  # readings from before the outage are stale
@@ -292,7 +454,7 @@ class MesLink:
 
     async def _publish(
         self,
-        client: aiomqtt.Client,
+        client: BoothClient,
         topic: str,
         payload: bytes | str,
         *,
@@ -300,18 +462,19 @@ class MesLink:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> None:
-        await client.publish(
+        """Publish; raises PublishRefused if the broker refuses it (QoS 1)."""
+        await client.publish_acked(
             topic,
             payload,
             qos=qos,
             retain=retain,
             properties=properties,
-            timeout=self._mqtt.publish_timeout_s,
+            ack_timeout_s=self._mqtt.publish_timeout_s,
         )
 
     # ------------------------------------------------------------------ inbound
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    async def _read(self, client: BoothClient) -> None:
         prefix = self.root + "cmd/"
         async for message in client.messages:
             topic = message.topic.value
@@ -319,10 +482,81 @@ class MesLink:
                 continue
             command = topic[len(prefix) :]
             payload = message.payload if isinstance(message.payload, bytes) else b""
+            await self._wait_for_reply_room()
             try:
                 self._inbox.put_nowait((command, payload, message.properties))
             except asyncio.QueueFull:
-                self._refuse_busy(command, payload, message.properties)
+                self._at_a_full_inbox(command, payload, message.properties)
+            else:
+                self._owed += 1
+
+    def _has_reply_room(self) -> bool:
+        return len(self._replies) + REPLY_COPIES * (self._owed + 1) <= self._mqtt.queue_max
+
+    async def _wait_for_reply_room(self) -> None:
+        """Wait until the reply queue has room for one more reply besides those owed.
+
+        Replies are never dropped (every command gets exactly one). So every command taken into
+        the inbox, and every lookup at its door, is owed a reply for which room is kept in the
+        reply queue (``mqtt.queue_max``); the reader takes the next message off the connection
+        only once there is room for its reply too, be it the command's or ``busy``. Room runs
+        out only while the broker does not take replies (refuses them, or stalls); the reader
+        then waits, further commands wait unread on the connection (in the client's incoming
+        queue), and they are taken as soon as replies go out again. (Dropping the oldest reply
+        instead, as this link once did, broke "every command gets exactly one reply" silently;
+        refusing the command ``busy`` would need room for that reply just the same.)
+        """
+        if self._has_reply_room():
+            return
+        self._episodes.failing(
+            "the reply queue is full",
+            f"{len(self._replies)} replies wait to be published",
+            "not taking commands until the broker takes replies again",
+        )
+        while not self._has_reply_room():
+            self._reply_room.clear()
+            await self._reply_room.wait()
+        self._episodes.working("the reply queue is full")
+
+    def _at_a_full_inbox(self, command: str, payload: bytes, props: Properties | None) -> None:
+        try:
+            rid = request_id_of(parse_payload(payload))
+        except ValueError:
+            rid = None
+        if rid is None or len(rid) > 64:
+            self._refuse_busy(command, payload, props)
+            return
+        if self._reply_reader is None or len(self._door_tasks) >= DOOR_LOOKUPS_MAX:
+            self._refuse_busy(command, payload, props)
+            return
+        # A repeat of an answered request gets its first reply even now: looked up on a
+        # connection of its own on a worker thread (the store's may wait on a write), with a
+        # deadline, while the reader goes on.
+        self._owed += 1
+        task = asyncio.create_task(
+            self._answer_at_the_door(command, payload, rid, props), name="mes-door-lookup"
+        )
+        self._door_tasks.add(task)
+        task.add_done_callback(self._door_tasks.discard)
+
+    async def _answer_at_the_door(
+        self, command: str, payload: bytes, rid: str, props: Properties | None
+    ) -> None:
+        reader = self._reply_reader
+        first: dict[str, Any] | None = None
+        try:
+            if reader is not None:
+                async with asyncio.timeout(DOOR_LOOKUP_S):
+                    first = await asyncio.to_thread(reader.first_reply, rid)
+        except Exception as exc:  # a timeout or a store error: then busy, as without lookup
+            log.debug("MES link: no lookup of request_id %s at a full inbox: %r", rid, exc)
+        finally:
+            self._owed -= 1
+        if first is not None:
+            self._queue_reply(first, props)
+        else:
+            self._refuse_busy(command, payload, props)
+        self._reply_room.set()
 
     def _refuse_busy(self, command: str, payload: bytes, props: Properties | None) -> None:
         n = self._mqtt.command_queue_max
@@ -342,8 +576,10 @@ class MesLink:
                 # so the MES may simply retry.
                 log.exception("MES link: command %s could not be processed", command)
                 reply = _busy_reply(command, payload, f"the booth cannot take commands now: {exc}")
+            self._owed -= 1
             if reply is not None:
                 self._queue_reply(reply, props)
+            self._reply_room.set()
 
     # ------------------------------------------------------------------ outbound
 
@@ -354,9 +590,7 @@ class MesLink:
         if corr is not None:
             out_props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             out_props.CorrelationData = corr
-        if len(self._replies) >= self._mqtt.queue_max:
-            dropped = self._replies.popleft()
-            log.error("MES link: reply queue full; dropped the oldest reply (to %s)", dropped[0])
+        # Never dropped, whatever the queue holds: room for it was kept (_wait_for_reply_room).
         self._replies.append((self.root + "reply", data, out_props))
         response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
         if (
@@ -370,21 +604,48 @@ class MesLink:
         self._replies_drained.clear()
         self._replies_ready.set()
 
-    async def _publish_replies(self, client: aiomqtt.Client) -> None:
+    async def _publish_replies(self, client: BoothClient) -> None:
+        backoff = _Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
+        reply_topic = self.root + "reply"
         while True:
             if not self._replies:
                 self._replies_ready.clear()
                 await self._replies_ready.wait()
                 continue
             topic, data, props = self._replies[0]
-            await self._publish(client, topic, data, qos=1, properties=props)
+            try:
+                await self._publish(client, topic, data, qos=1, properties=props)
+            except PublishRefused as exc:
+                if topic == reply_topic:
+                    # The one reply the contract promises: kept, first in line, and retried.
+                    self._refused("publishing replies", exc)
+                    await asyncio.sleep(backoff.next_s())
+                    continue
+                # A copy to the request's own Response Topic; the reply went out on `reply`.
+                self._refused("publishing replies to response topics", exc, "copy not sent")
+            else:
+                self._episodes.working(
+                    "publishing replies" if topic == reply_topic
+                    else "publishing replies to response topics"
+                )
+                backoff.reset()
             self._replies.popleft()
+            self._reply_room.set()
             if not self._replies:
                 self._replies_drained.set()
 
-    async def _publish_events(self, client: aiomqtt.Client) -> None:
+    def _refused(self, what: str, exc: PublishRefused, advice: str = "") -> None:
+        self.refused_publishes += 1
+        self._episodes.failing(
+            what,
+            f"the broker refuses {exc}",
+            advice or "kept and retried (check the broker's ACL for the booth's user)",
+        )
+
+    async def _publish_events(self, client: BoothClient) -> None:
         store = self._records.store
         topic = self.root + "events"
+        backoff = _Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
         while True:
             self._events_ready.clear()
             batch = await self._records.call(store.undelivered_events, 0, EVENT_BATCH)
@@ -392,21 +653,46 @@ class MesLink:
                 await self._events_ready.wait()
                 continue
             # Pipelined: paho sends in call order; every PUBACK is awaited before marking.
-            async with asyncio.TaskGroup() as tg:
-                for ev in batch:
-                    tg.create_task(self._publish(client, topic, ev.payload, qos=1))
-            await self._records.call(store.mark_delivered, batch[-1].seq)
+            results = await asyncio.gather(
+                *(self._publish(client, topic, ev.payload, qos=1) for ev in batch),
+                return_exceptions=True,
+            )
+            # Delivered: the run of accepted events from the start of the batch. From the first
+            # one refused on, everything stays in the outbox and is sent again, in order.
+            accepted = 0
+            for res in results:
+                if res is not None:
+                    break
+                accepted += 1
+            if accepted:
+                await self._records.call(store.mark_delivered, batch[accepted - 1].seq)
+            if accepted == len(batch):
+                self._episodes.working("publishing events")
+                backoff.reset()
+                continue
+            failure = results[accepted]
+            if not isinstance(failure, PublishRefused):
+                assert isinstance(failure, BaseException)
+                raise failure  # the link failed: the session ends, the link reconnects
+            self._refused("publishing events", failure, "events stay in the outbox and are retried")
+            await asyncio.sleep(backoff.next_s())
 
-    async def _publish_status(self, client: aiomqtt.Client) -> None:
+    async def _publish_status(self, client: BoothClient) -> None:
         while True:
             await self._status_dirty.wait()
             self._status_dirty.clear()
             status = self._status if self._status is not None else self._dispatcher.target.status()
             body = {**status, "mode": self._mode, "ts": round(time.time(), 3)}
             data = json.dumps(body, separators=(",", ":"), default=str)
-            await self._publish(client, self.root + "status", data, qos=1, retain=True)
+            try:
+                await self._publish(client, self.root + "status", data, qos=1, retain=True)
+            except PublishRefused as exc:
+                # The next change (or connection) publishes the status anew.
+                self._refused("publishing status", exc, "the next change tries again")
+            else:
+                self._episodes.working("publishing status")
 
-    async def _publish_telemetry(self, client: aiomqtt.Client) -> None:
+    async def _publish_telemetry(self, client: BoothClient) -> None:
         while True:
             await self._telemetry_ready.wait()
             self._telemetry_ready.clear()
@@ -476,6 +762,12 @@ async def records_and_link(
         aborted = store.mark_aborted_jobs_at_start()
         if aborted:
             log.warning("jobs cut short by the last stop, recorded aborted: %s", ", ".join(aborted))
+        cut_short = store.settle_commands_at_start()
+        if cut_short:
+            log.warning(
+                "commands cut short by the last stop (a repeat is told so, not run again): "
+                "request_id %s", ", ".join(cut_short),
+            )
         async with Records(store) as records:
             book = RecipeBook(loaded.resolve(cfg.records.recipes_dir), store)
             dispatcher = Dispatcher(controller, records, book, recipe_check(cfg))

@@ -99,6 +99,26 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        # A state-changing command is put on record as ``running`` before it runs and ``done``
+        # with its reply after; a ``running`` row found at start was cut short by a crash and
+        # becomes ``cut_short`` (its reply says so). Rows from version 1 are all ``done``.
+        """
+        ALTER TABLE commands ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
+        CREATE INDEX commands_running ON commands (id) WHERE state = 'running';
+        """,
+    ),
+    (
+        3,
+        # The hourly purge deletes old delivered events but keeps those the dip counters are
+        # rebuilt from (dip, flux_dip, refreshed; see RecordStore.purge): this index holds only
+        # the others, so a purge reads the old rows it may delete, not every dip ever made.
+        """
+        CREATE INDEX events_prunable ON events (ts)
+            WHERE type NOT IN ('dip', 'flux_dip', 'refreshed');
+        """,
+    ),
 )
 
 

@@ -4,7 +4,8 @@ power cut and a kill -9.
 Everything on record goes through here: the events outbox (``seq`` rising by exactly one, kept
 across restarts), the jobs, units and dips derived from those events in the same transaction,
 the alarm history, the command audit (which also answers repeated ``request_id``\\ s), every stored
-recipe version with its hash, and the control mode.
+recipe version with its hash, and the control mode. :meth:`RecordStore.purge` deletes old audit
+entries and old delivered events; the lot records are never deleted.
 
 The calls are blocking (a commit is an fsync). The supervisor makes them on the store's own
 thread through :class:`booth_ctl._recorder.Records`; the CLI and tests may call them directly.
@@ -38,6 +39,10 @@ Mode = Literal["remote", "local"]
 #: A fresh store starts in this mode (the MES runs the booth unless an operator takes it).
 DEFAULT_MODE: Mode = "remote"
 
+#: Event types :meth:`RecordStore.dip_counts` rebuilds the dip counters from: never purged.
+COUNTED_EVENTS = ("dip", "flux_dip", "refreshed")
+_DAY_S = 86_400.0
+
 _JOB_EVENTS = frozenset(
     {
         "job_started",
@@ -60,6 +65,22 @@ class StoredEvent:
     seq: int
     #: The event as published: ``{"seq", "type", "ts", ...}`` serialised once, at record time.
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one :meth:`RecordStore.purge` deleted."""
+
+    #: Command audit entries.
+    commands: int = 0
+    #: Delivered events.
+    events: int = 0
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(self.commands + other.commands, self.events + other.events)
+
+    def __bool__(self) -> bool:
+        return bool(self.commands or self.events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +234,12 @@ class RecordStore:
             )
 
     def last_seq(self) -> int:
+        """The newest event's seq, also when a purge deleted it (AUTOINCREMENT remembers)."""
         with self._read() as c:
-            row = c.execute("SELECT MAX(seq) FROM events").fetchone()
+            row = c.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM events), 0))"
+            ).fetchone()
         return int(row[0] or 0)
 
     def events(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
@@ -574,15 +599,14 @@ class RecordStore:
     # ------------------------------------------------------------------ command audit
 
     def get_reply(self, request_id: str, now: float | None = None) -> dict[str, Any] | None:
-        """The reply already given to this request_id, if it is younger than the keep time."""
+        """The reply already given to this request_id, if it is younger than the keep time.
+
+        For a command still on record as running (the booth stopped, or its reply could not be
+        written, while it ran) this is the reply saying it was cut short.
+        """
         since = (time.time() if now is None else now) - self.request_id_keep_s
         with self._read() as c:
-            row = c.execute(
-                "SELECT reply FROM commands WHERE request_id = ? AND received_at >= ? "
-                "ORDER BY id LIMIT 1",
-                (request_id, since),
-            ).fetchone()
-        return json.loads(row[0]) if row else None
+            return _first_reply(c, request_id, since, final_only=False)
 
     def record_command(
         self,
@@ -594,7 +618,7 @@ class RecordStore:
         reply: Mapping[str, Any],
         now: float | None = None,
     ) -> None:
-        """Audit one executed command with the reply it got (also its duplicate guard).
+        """Audit one answered command with the reply it got (also its duplicate guard).
 
         The audit keeps every entry; a reply answers a repeated request_id only while it is
         younger than the keep time.
@@ -607,17 +631,111 @@ class RecordStore:
                 (request_id, command, _dumps(dict(args)), who, ts, _dumps(dict(reply))),
             )
 
-    def purge_commands(self, now: float | None = None) -> int:
-        """Delete audit entries older than the keep time (maintenance); return how many went."""
-        since = (time.time() if now is None else now) - self.request_id_keep_s
+    def command_started(
+        self,
+        request_id: str,
+        command: str,
+        args: Mapping[str, Any],
+        *,
+        who: str,
+        cut_short_reply: Mapping[str, Any],
+        now: float | None = None,
+    ) -> int:
+        """Put a command on record as running, before it runs; return its entry for
+        :meth:`command_done`.
+
+        Until it is done, a repeat of its request_id gets ``cut_short_reply``: should the booth
+        stop (or the store fail) between running it and recording its reply, it is not run twice.
+        """
+        ts = round(time.time() if now is None else now, 3)
         with self._tx() as c:
-            cur = c.execute("DELETE FROM commands WHERE received_at < ?", (since,))
-        return int(cur.rowcount)
+            cur = c.execute(
+                "INSERT INTO commands (request_id, command, args, who, received_at, reply, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                (request_id, command, _dumps(dict(args)), who, ts, _dumps(dict(cut_short_reply))),
+            )
+        return int(cur.lastrowid or 0)
+
+    def command_done(self, entry: int, reply: Mapping[str, Any]) -> None:
+        """The command of ``entry`` (from :meth:`command_started`) ran and got ``reply``."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE commands SET reply = ?, state = 'done' WHERE id = ?",
+                (_dumps(dict(reply)), entry),
+            )
+
+    def settle_commands_at_start(self) -> list[str]:
+        """Commands a crash left running are recorded as cut short; return their request_ids.
+
+        Call once at start. Their repeats keep getting the reply saying they were cut short.
+        """
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT request_id FROM commands WHERE state = 'running' ORDER BY id"
+            ).fetchall()
+            c.execute("UPDATE commands SET state = 'cut_short' WHERE state = 'running'")
+        return [str(r[0]) for r in rows]
+
+    def reply_reader(self) -> ReplyReader:
+        """A second, read-only connection for looking up first replies (see ReplyReader)."""
+        return ReplyReader(self.path, request_id_keep_s=self.request_id_keep_s)
+
+    def purge(
+        self,
+        *,
+        audit_keep_days: float,
+        events_keep_days: float,
+        now: float | None = None,
+        limit: int | None = None,
+    ) -> Purged:
+        """Delete what the records no longer need (maintenance, hourly); say how much went.
+
+        - Command audit entries older than ``audit_keep_days`` — never one still ``running``
+          (its reply is yet to be written), and never one younger than the request_id keep
+          time (the answer to a repeat), whatever ``audit_keep_days`` says. Reads (``get_*``,
+          ``list_*``) go once they are past the request_id keep time.
+        - Events the broker acknowledged (delivered) older than ``events_keep_days``, except
+          the ``dip``, ``flux_dip`` and ``refreshed`` events :meth:`dip_counts` is built from.
+          An undelivered event is never deleted. ``seq`` keeps rising after a purge
+          (AUTOINCREMENT never hands out a number again).
+
+        Jobs, units, dips, the alarm history, recipe versions and the control mode are never
+        deleted. ``limit`` bounds the rows deleted per table in this call (one short
+        transaction; call again while a count reaches it). Deleted pages are reused by SQLite
+        for new rows; the file does not shrink by itself.
+        """
+        t = time.time() if now is None else now
+        audit_before = t - max(audit_keep_days * _DAY_S, self.request_id_keep_s)
+        events_before = t - events_keep_days * _DAY_S
+        cap = -1 if limit is None else max(0, int(limit))  # LIMIT -1: no limit
+        kept = ", ".join(f"'{k}'" for k in COUNTED_EVENTS)
+        with self._tx() as c:
+            commands = c.execute(
+                "DELETE FROM commands WHERE id IN (SELECT id FROM commands "
+                "WHERE received_at < ? AND state != 'running' ORDER BY received_at LIMIT ?)",
+                (audit_before, cap),
+            ).rowcount
+            # Reads change nothing: a status poll once a second would otherwise keep millions
+            # of rows. They are kept only as long as a repeat of their request_id is answered.
+            commands += c.execute(
+                "DELETE FROM commands WHERE id IN (SELECT id FROM commands "
+                "WHERE received_at < ? AND state != 'running' "
+                "AND (command LIKE 'get\\_%' ESCAPE '\\' OR command LIKE 'list\\_%' ESCAPE '\\') "
+                "ORDER BY received_at LIMIT ?)",
+                (t - self.request_id_keep_s, cap),
+            ).rowcount
+            # The WHERE repeats the partial index's (events_prunable) so SQLite can use it.
+            events = c.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events "
+                f"WHERE type NOT IN ({kept}) AND ts < ? AND delivered = 1 ORDER BY ts LIMIT ?)",
+                (events_before, cap),
+            ).rowcount
+        return Purged(int(commands), int(events))
 
     def command_audit(self, limit: int = 1000) -> list[dict[str, Any]]:
         with self._read() as c:
             rows = c.execute(
-                "SELECT request_id, command, args, who, received_at, reply FROM commands "
+                "SELECT request_id, command, args, who, received_at, reply, state FROM commands "
                 "ORDER BY id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -629,6 +747,8 @@ class RecordStore:
                 "who": r[3],
                 "received_at": r[4],
                 "reply": json.loads(r[5]),
+                #: done, running (now, or a crash cut it short), cut_short (found so at start)
+                "state": r[6],
             }
             for r in rows
         ]
@@ -659,6 +779,59 @@ class RecordStore:
                 "VALUES (?, 'mode', ?, ?, ?, ?)",
                 (f"local:{uuid.uuid4().hex}", _dumps({"mode": mode}), who, now, _dumps(reply)),
             )
+
+
+def _first_reply(
+    c: sqlite3.Connection, request_id: str, since: float, *, final_only: bool
+) -> dict[str, Any] | None:
+    row = c.execute(
+        "SELECT reply, state FROM commands WHERE request_id = ? AND received_at >= ? "
+        "ORDER BY id LIMIT 1",
+        (request_id, since),
+    ).fetchone()
+    if row is None or (final_only and row[1] == "running"):
+        return None
+    reply: dict[str, Any] = json.loads(row[0])
+    return reply
+
+
+class ReplyReader:
+    """Looks up the first reply to a request_id on a connection of its own.
+
+    The store's connection can be held for seconds by a write waiting on the database lock (or
+    a slow fsync); in WAL mode a reader on another connection is not held up by that. The MES
+    link uses this, on a worker thread, to answer a repeated request_id that arrives while the
+    command inbox is full. Usable from any thread, one call at a time (a lock sees to it).
+    """
+
+    #: A lookup waits at most this long for a lock (WAL readers rarely wait at all).
+    BUSY_TIMEOUT_MS = 200
+
+    def __init__(self, path: str | Path, *, request_id_keep_s: float) -> None:
+        self.request_id_keep_s = request_id_keep_s
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot open record store {path} for reading: {exc}") from exc
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def first_reply(self, request_id: str, now: float | None = None) -> dict[str, Any] | None:
+        """The reply given to this request_id, or None (also while the command is running)."""
+        since = (time.time() if now is None else now) - self.request_id_keep_s
+        with self._lock:
+            return _first_reply(self._conn, request_id, since, final_only=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 def _iso(ts: Any) -> str:

@@ -149,3 +149,39 @@ def test_example_config_has_the_watchdogs() -> None:
     cfg = config_from_dict(data, CONFIG / "booth.example.toml").config
     assert cfg.devices["io"].watchdog_ms == 500
     assert cfg.devices["heater1"].comm_timeout_s == 2.0
+
+
+def test_records_keep_times_default_and_shipped() -> None:
+    data = _sim_dict()
+    shipped = config_from_dict(data, CONFIG / "booth-sim.toml").config.records
+    assert (shipped.audit_keep_days, shipped.events_keep_days) == (90, 30)
+    del data["records"]["audit_keep_days"], data["records"]["events_keep_days"]
+    default = config_from_dict(data, CONFIG / "booth-sim.toml").config.records
+    assert (default.audit_keep_days, default.events_keep_days) == (90, 30)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "pattern"),
+    [
+        ("audit_keep_days", 0, r"records\.audit_keep_days: .*greater than or equal to 1"),
+        ("events_keep_days", 0, r"records\.events_keep_days: .*greater than or equal to 1"),
+        ("events_keep_days", 1.5, r"records\.events_keep_days: .*integer"),
+    ],
+)
+def test_records_keep_times_are_bounded(key: str, value: object, pattern: str) -> None:
+    data = _sim_dict()
+    data["records"][key] = value
+    _refused(data, pattern)
+
+
+def test_the_audit_must_outlast_the_request_id_keep_time() -> None:
+    data = _sim_dict()
+    data["records"]["audit_keep_days"] = 3
+    data["mqtt"]["request_id_keep_s"] = 3 * 86_400.0
+    config_from_dict(data, CONFIG / "booth-sim.toml")  # exactly covered: fine
+    data["mqtt"]["request_id_keep_s"] = 3 * 86_400.0 + 1
+    _refused(
+        data,
+        r"records\.audit_keep_days: 3 days is shorter than mqtt\.request_id_keep_s "
+        r"\(259201 s\).*at least 4 days",
+    )

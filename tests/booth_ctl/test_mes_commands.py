@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._config import LoadedConfig
+from booth_ctl._config import LoadedConfig, load_config
+from booth_ctl._controller import Controller
+from booth_ctl._recorder import Records
 from booth_ctl._records import RecordStore
 from devkit.broker import Broker
-from tests._util import CONFIG_DIR, wait_for
+from tests._util import CONFIG_DIR, render_config, wait_for
 from tests.booth_ctl._mes_helpers import (
     FakeController,
     Mes,
@@ -25,6 +27,7 @@ from tests.booth_ctl._mes_helpers import (
     response_props,
     running_link,
 )
+from tests.booth_ctl._plant import Loop, Plant
 
 pytestmark = pytest.mark.mqtt
 
@@ -196,6 +199,9 @@ async def test_unknown_command(booth: Booth) -> None:
         ("start_job", {"lot_id": "", "recipe": "demo", "units": 1}, "lot_id"),
         ("ack_alarm", {}, "alarm_id: Field required"),
         ("get_job", {"lot_id": 5}, "lot_id"),
+        ("refresh", {}, "what: Field required"),
+        ("refresh", {"what": ""}, "what"),
+        ("refresh", {"what": "flux", "all": True}, "all: unexpected field"),
     ],
 )
 async def test_wrong_schema_is_a_bad_request_naming_the_field(
@@ -322,3 +328,127 @@ async def test_busy_when_commands_pile_up(tmp_path: Path, broker: Broker) -> Non
         await mes.publish("get_status", {"request_id": busy_rid})
         again = await mes.reply_to(busy_rid, 2)
         assert again["ok"], again
+
+
+# ---------------------------------------------------------------------------- refresh
+
+
+class RefreshBooth:
+    """The real controller on a virtual-clock plant behind the link; ``scan`` is one scan with
+    its events handed to the records, as the runtime does."""
+
+    def __init__(self, loop: Loop, mes: Mes, records: Records, path: Path) -> None:
+        self.loop = loop
+        self.ctl: Controller = loop.ctl
+        self.mes = mes
+        self.records = records
+        self.path = path
+
+    async def scan(self) -> list[Any]:
+        self.loop.tick()
+        for ev in self.loop.last.events:
+            await self.records.put(ev)
+        return list(self.loop.last.events)
+
+    async def alarm_ids(self) -> set[str]:
+        status = (await self.mes.request("get_status"))["result"]
+        return {a["id"] for a in status["alarms"]}
+
+    async def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            return next(
+                (e for e in self.mes.events
+                 if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())),
+                None,
+            )
+
+        return await self.mes.until(found, 5.0, f"event {kind} {fields}")
+
+
+@pytest.fixture
+async def refresh_booth(tmp_path: Path, broker: Broker) -> AsyncIterator[RefreshBooth]:
+    def over(d: dict[str, Any]) -> None:
+        d["mqtt"].update(port=broker.port, reconnect_min_s=0.02, reconnect_max_s=0.3)
+        d["limits"].update(vessel_dips_warn=3, flux_dips_warn=2)
+
+    loaded = load_config(render_config(tmp_path, overrides=over))
+    path = loaded.resolve(loaded.config.records.path)
+    loop = Loop(Plant(loaded), Controller(loaded))
+    with RecordStore(path, request_id_keep_s=loaded.config.mqtt.request_id_keep_s) as store:
+        # Three solder dips and two flux dips since the last refresh, from an earlier run.
+        for kind, data in [("dip", {"vessel": "solder1"})] * 3 + [("flux_dip", {})] * 2:
+            store.record_event(kind, data)
+        store.mark_delivered(store.last_seq())
+        loop.ctl.restore_counters(*store.dip_counts())  # as the daemon does at start
+        loop.run_for(3.1)  # past the start-up grace of the condition alarms
+        async with (
+            running_link(loaded, loop.ctl, store=store) as (_, records),
+            mes_client(broker.port, loaded.config.booth_id) as mes,
+        ):
+            booth = RefreshBooth(loop, mes, records, path)
+            await booth.scan()
+            yield booth
+
+
+async def test_refresh_restarts_the_count_clears_the_warning_and_survives_a_restart(
+    refresh_booth: RefreshBooth,
+) -> None:
+    b = refresh_booth
+    assert {"vessel_dips.solder1", "flux_dips"} <= await b.alarm_ids()
+    reply = await b.mes.request("refresh", {"what": "solder1"})
+    assert reply["ok"] is True and reply["error"] is None, reply
+    assert reply["result"] == {"what": "solder1", "dips_before": 3}
+    assert b.ctl.counters() == {"vessel_dips": {"solder1": 0}, "flux_dips": 2}
+    # Cleared by the command: no scan ran since.
+    ids = await b.alarm_ids()
+    assert "vessel_dips.solder1" not in ids and "flux_dips" in ids
+    # The next scan's events: stored, then on `events`, in this order.
+    assert [e.type for e in await b.scan()] == ["refreshed", "alarm_cleared"]
+    refreshed = await b.event("refreshed", what="solder1")
+    cleared = await b.event("alarm_cleared", id="vessel_dips.solder1")
+    assert refreshed["dips_before"] == 3 and cleared["seq"] == refreshed["seq"] + 1
+    # A dip after the refresh counts from 0.
+    await b.records.record("dip", {"vessel": "solder1"})
+    await b.records.flush()
+    with RecordStore(b.path) as store:  # a restart reads the counts back from the store
+        counts = store.dip_counts()
+    assert counts == ({"solder1": 1}, 2)
+    restarted = Controller(b.loop.plant.loaded)
+    restarted.restore_counters(*counts)
+    assert restarted.counters() == {"vessel_dips": {"solder1": 1}, "flux_dips": 2}
+
+
+async def test_refresh_of_an_unknown_vessel_is_a_bad_request_naming_the_known_ones(
+    refresh_booth: RefreshBooth,
+) -> None:
+    b = refresh_booth
+    err = _error(await b.mes.request("refresh", {"what": "solder7"}), "bad_request")
+    assert "solder7" in err["message"] and "known: flux, solder1" in err["message"]
+    assert b.ctl.counters() == {"vessel_dips": {"solder1": 3}, "flux_dips": 2}
+    assert not [e for e in await b.scan() if e.type in ("refreshed", "alarm_cleared")]
+    assert {"vessel_dips.solder1", "flux_dips"} <= await b.alarm_ids()
+
+
+async def test_refresh_in_local_mode_runs_once_per_request_id(refresh_booth: RefreshBooth) -> None:
+    b = refresh_booth
+    with RecordStore(b.path) as store:
+        store.set_mode("local", who="operator")
+    err = _error(await b.mes.request("reset"), "invalid_state")
+    assert err["details"] == {"mode": "local"}
+    first = await b.mes.request("refresh", {"what": "flux"}, request_id="refresh-1")
+    assert first["ok"] and first["result"] == {"what": "flux", "dips_before": 2}, first
+    assert "flux_dips" not in await b.alarm_ids()
+    await b.scan()
+    # Two flux dips later, the same request_id again: the first reply, and the count stays.
+    b.ctl.restore_counters({}, 2)
+    await b.mes.publish("refresh", {"request_id": "refresh-1", "what": "flux"})
+    assert await b.mes.reply_to("refresh-1", 2) == first
+    assert b.ctl.flux_dips == 2
+    await b.scan()
+    await b.records.flush()
+    with RecordStore(b.path) as store:
+        refreshes = [e for e in store.events() if e["type"] == "refreshed"]
+        audit = [a for a in store.command_audit() if a["request_id"] == "refresh-1"]
+    assert [(e["what"], e["dips_before"]) for e in refreshes] == [("flux", 2)]
+    assert len(audit) == 1 and audit[0]["state"] == "done" and audit[0]["reply"] == first
+    assert audit[0]["args"] == {"what": "flux"}

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from booth_ctl import _records as records_module
 from booth_ctl._events import Event
 from booth_ctl._migrations import MIGRATIONS, SchemaError, migrate, schema_version
 from booth_ctl._recorder import Records
-from booth_ctl._records import CRASH_ABORT_REASON, RecordStore, recipe_hash
+from booth_ctl._records import CRASH_ABORT_REASON, Purged, RecordStore, recipe_hash
+
+DAY = 86_400.0
 
 
 @pytest.fixture
@@ -205,8 +208,85 @@ def test_command_replies_are_kept_for_the_configured_time(store: RecordStore) ->
                          now=1102.0)
     assert store.get_reply("r1", now=1103.0)["command"] == "stop"  # type: ignore[index]
     assert [a["command"] for a in store.command_audit()] == ["stop", "reset"]
-    assert store.purge_commands(now=1150.0) == 1
+    # The audit itself is kept for days (records.audit_keep_days), then purged.
+    purged = store.purge(audit_keep_days=1, events_keep_days=1, now=1050.0 + DAY)
+    assert purged == Purged(commands=1, events=0)
     assert [a["command"] for a in store.command_audit()] == ["stop"]
+
+
+def test_a_command_is_on_record_as_running_until_it_is_done(store: RecordStore) -> None:
+    cut = {"request_id": "r1", "command": "reset", "ok": False,
+           "error": {"code": "invalid_state", "message": "cut short"}, "result": None}
+    done = {"request_id": "r1", "command": "reset", "ok": True, "error": None, "result": {}}
+    reader = store.reply_reader()
+    try:
+        entry = store.command_started("r1", "reset", {}, who="mes", cut_short_reply=cut,
+                                      now=1000.0)
+        # The dispatcher's own lookup: the cut-short answer (it is not run twice) ...
+        assert store.get_reply("r1", now=1001.0) == cut
+        # ... the lookup at a full inbox: nothing yet (it is running now, or was cut short).
+        assert reader.first_reply("r1", now=1001.0) is None
+        assert store.command_audit()[0]["state"] == "running"
+        store.command_done(entry, done)
+        assert store.get_reply("r1", now=1001.0) == done
+        assert reader.first_reply("r1", now=1001.0) == done
+        assert reader.first_reply("r1", now=1101.0) is None  # past the keep time
+        assert store.command_audit()[0]["state"] == "done"
+    finally:
+        reader.close()
+
+
+def test_commands_left_running_are_settled_as_cut_short_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite3"
+    cut = {"request_id": "r2", "command": "abort", "ok": False,
+           "error": {"code": "invalid_state", "message": "cut short"}, "result": None}
+    with RecordStore(path) as store:
+        store.command_started("r2", "abort", {}, who="mes", cut_short_reply=cut)
+        store.record_command("r3", "reset", {}, who="mes", reply={"ok": True})
+    with RecordStore(path) as store:  # a restart after a crash
+        assert store.settle_commands_at_start() == ["r2"]
+        assert store.settle_commands_at_start() == []
+        assert {a["request_id"]: a["state"] for a in store.command_audit()} == {
+            "r2": "cut_short", "r3": "done"
+        }
+        reader = store.reply_reader()
+        try:
+            assert reader.first_reply("r2") == cut
+        finally:
+            reader.close()
+
+
+def test_the_reply_reader_is_not_held_up_by_a_write_lock(store: RecordStore) -> None:
+    reply = {"request_id": "r4", "command": "reset", "ok": True, "error": None, "result": {}}
+    store.record_command("r4", "reset", {}, who="mes", reply=reply)
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    reader = store.reply_reader()
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        assert reader.first_reply("r4") == reply
+        with pytest.raises(sqlite3.OperationalError):
+            reader._conn.execute("DELETE FROM commands")  # read only
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        reader.close()
+
+
+def test_the_audit_of_a_version_1_store_survives_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, MIGRATIONS[:1])
+        conn.execute(
+            "INSERT INTO commands (request_id, command, args, who, received_at, reply) "
+            "VALUES ('old', 'reset', '{}', 'mes', 1000.0, '{\"ok\": true}')"
+        )
+    finally:
+        conn.close()
+    with RecordStore(path, request_id_keep_s=1e9) as store:
+        assert store.get_reply("old", now=1001.0) == {"ok": True}
+        assert store.command_audit()[0]["state"] == "done"
+        assert store.settle_commands_at_start() == []
 
 
 def test_recipe_versions_and_hash(store: RecordStore) -> None:
@@ -264,3 +344,167 @@ def test_dip_counts_since_the_last_refresh(store: RecordStore) -> None:
     store.record_event("refreshed", {"what": "flux"})
     store.record_event("dip", {"vessel": "solder1"})
     assert store.dip_counts() == ({"solder1": 1, "solder2": 1}, 0)
+
+
+# ---------------------------------------------------------------------------- purge
+
+
+class _Clock:
+    """A virtual wall clock for the store (``time.time()`` of booth_ctl._records)."""
+
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def time(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    c = _Clock()
+    monkeypatch.setattr(records_module, "time", c)
+    return c
+
+
+_REPLY = {"request_id": "x", "command": "reset", "ok": True, "error": None, "result": {}}
+
+
+def _audit(store: RecordStore, rid: str, at: float, command: str = "reset") -> None:
+    reply = {**_REPLY, "request_id": rid, "command": command}
+    store.record_command(rid, command, {}, who="mes", reply=reply, now=at)
+
+
+def test_reads_leave_the_audit_once_their_request_id_is_no_longer_answered(
+    tmp_path: Path,
+) -> None:
+    with RecordStore(tmp_path / "r.sqlite3", request_id_keep_s=1 * DAY) as store:
+        _audit(store, "poll-old", 0.0, "get_status")
+        _audit(store, "list-old", 0.0, "list_recipes")
+        _audit(store, "poll-new", 2.5 * DAY, "get_status")
+        _audit(store, "reset-old", 0.0)
+        assert store.purge(audit_keep_days=90, events_keep_days=30, now=3 * DAY) == Purged(2, 0)
+        left = {a["request_id"] for a in store.command_audit()}
+        assert left == {"poll-new", "reset-old"}
+
+
+def test_purge_deletes_old_audit_entries_never_a_running_one(
+    store: RecordStore, clock: _Clock
+) -> None:
+    t0 = clock.t
+    _audit(store, "old", t0)
+    running = store.command_started("run", "reset", {}, who="mes", cut_short_reply=_REPLY,
+                                    now=t0)
+    _audit(store, "older", t0 + 1 * DAY)
+    _audit(store, "edge", t0 + 10 * DAY)  # exactly 10 days old: still kept
+    _audit(store, "new", t0 + 15 * DAY)
+    now = t0 + 20 * DAY
+    assert store.purge(audit_keep_days=10, events_keep_days=1, now=now) == Purged(2, 0)
+    assert {a["request_id"] for a in store.command_audit()} == {"run", "edge", "new"}
+    # The command that was running gets its reply written and is purged on a later pass.
+    store.command_done(running, {**_REPLY, "request_id": "run"})
+    assert store.purge(audit_keep_days=10, events_keep_days=1, now=now) == Purged(1, 0)
+    assert [a["request_id"] for a in store.command_audit()] == ["new", "edge"]
+    assert store.purge(audit_keep_days=10, events_keep_days=1, now=now) == Purged(0, 0)
+
+
+def test_purge_never_deletes_a_reply_a_repeated_request_id_still_needs(tmp_path: Path) -> None:
+    with RecordStore(tmp_path / "r.sqlite3", request_id_keep_s=3 * DAY) as store:
+        _audit(store, "r1", 0.0)
+        # audit_keep_days shorter than the request_id keep time (the config refuses this):
+        # the store keeps the entry anyway.
+        assert store.purge(audit_keep_days=1, events_keep_days=1, now=2 * DAY) == Purged(0, 0)
+        assert store.get_reply("r1", now=2 * DAY) is not None
+        assert store.purge(audit_keep_days=1, events_keep_days=1, now=3 * DAY + 1) == Purged(1, 0)
+
+
+def test_purge_deletes_old_delivered_events_and_keeps_what_the_records_need(
+    store: RecordStore, clock: _Clock
+) -> None:
+    _job(store, "L1")  # job_started, unit_*, 2 dips, job_completed
+    store.record_event("flux_dip", {"lot_id": "L1", "unit": 1, "agent": "alcohol"})
+    store.record_event("alarm_set", {"id": "a1", "code": "door_open", "severity": "warning"})
+    store.record_event("alarm_cleared", {"id": "a1", "code": "door_open"})
+    store.record_event("refreshed", {"what": "solder2"})
+    store.record_event("dip", {"vessel": "solder2"})
+    old_undelivered = store.record_event("state_changed", {"from": "a", "to": "b"})[0]
+    store.mark_delivered(old_undelivered - 1)  # the broker is away since
+    clock.t += 29 * DAY
+    young = store.record_event("state_changed", {"from": "b", "to": "c"})[0]
+    counts = store.dip_counts()
+    job = store.get_job("L1")
+    alarms = store.alarm_history()
+    csv_before = io.StringIO()
+    store.export_lot_csv("L1", csv_before)
+
+    # 29 days on: nothing is 30 days old yet.
+    assert store.purge(audit_keep_days=90, events_keep_days=30) == Purged(0, 0)
+    clock.t += 2 * DAY
+    purged = store.purge(audit_keep_days=90, events_keep_days=30)
+    deleted = {"job_started", "unit_started", "unit_completed", "unit_rejected", "job_completed",
+               "alarm_set", "alarm_cleared"}
+    left = store.events()
+    assert purged == Purged(commands=0, events=6 + 2)  # the job's, the alarm's
+    assert not [e for e in left if e["type"] in deleted]
+    assert sorted(e["type"] for e in left) == [
+        "dip", "dip", "dip", "flux_dip", "refreshed", "state_changed", "state_changed"
+    ]
+    # An undelivered event stays however old.
+    assert {e["seq"] for e in left if e["type"] == "state_changed"} == {old_undelivered, young}
+    assert [e.seq for e in store.undelivered_events()] == [old_undelivered, young]
+    # The lot records and the counters built from events are untouched.
+    assert store.dip_counts() == counts == ({"solder1": 2, "solder2": 1}, 1)
+    assert store.get_job("L1") == job
+    assert store.alarm_history() == alarms
+    csv_after = io.StringIO()
+    store.export_lot_csv("L1", csv_after)
+    assert csv_after.getvalue() == csv_before.getvalue()
+
+
+def test_seq_keeps_rising_after_a_purge_deleted_the_newest_events(
+    tmp_path: Path, clock: _Clock
+) -> None:
+    path = tmp_path / "r.sqlite3"
+    with RecordStore(path) as store:
+        for i in range(5):
+            store.record_event("state_changed", {"i": i})
+        store.mark_delivered(5)
+        clock.t += 31 * DAY
+        assert store.purge(audit_keep_days=90, events_keep_days=30) == Purged(0, 5)
+        assert store.events() == []
+        assert store.last_seq() == 5
+        assert store.record_event("state_changed", {"i": 5})[0] == 6
+        store.mark_delivered(6)
+        clock.t += 31 * DAY
+        assert store.purge(audit_keep_days=90, events_keep_days=30).events == 1
+    with RecordStore(path) as store:
+        assert store.last_seq() == 6
+        assert store.record_event("state_changed", {"i": 6})[0] == 7
+
+
+def test_purge_in_batches(store: RecordStore, clock: _Clock) -> None:
+    for i in range(5):
+        clock.t += 1.0
+        store.record_event("state_changed", {"i": i})
+        _audit(store, f"r{i}", clock.t)
+    store.mark_delivered(5)
+    now = clock.t + 100 * DAY
+    got = [store.purge(audit_keep_days=90, events_keep_days=30, now=now, limit=2)]
+    # Oldest first: what is left after a batch is the newest.
+    assert [e["i"] for e in store.events()] == [2, 3, 4]
+    assert [a["request_id"] for a in store.command_audit()] == ["r4", "r3", "r2"]
+    got += [store.purge(audit_keep_days=90, events_keep_days=30, now=now, limit=2)
+            for _ in range(3)]
+    assert got == [Purged(2, 2), Purged(2, 2), Purged(1, 1), Purged(0, 0)]
+    assert store.events() == [] and store.command_audit() == []
+
+
+def test_the_purge_of_events_reads_only_the_rows_it_may_delete(store: RecordStore) -> None:
+    conn = sqlite3.connect(store.path)
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM events WHERE type NOT IN "
+            "('dip', 'flux_dip', 'refreshed') AND ts < 1 AND delivered = 1 ORDER BY ts LIMIT 5"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert any("events_prunable" in str(row[-1]) for row in plan), plan
