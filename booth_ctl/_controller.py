@@ -139,7 +139,11 @@ class Controller:
         station = int(station_f) if station_f is not None else None
         moving = fresh_bit(snap, f"{n.holder}.moving", n.holder_stale_s)
         if not self._holder_known and z is not None and station is not None:
-            self._adopt_holder(z, station)
+            # A drive travelling between stations (at the top, moving) still reports the station
+            # it left: adopting that would send it back once it arrives. Let it arrive first.
+            travelling = moving is not False and z <= self._top_tol()
+            if not travelling:
+                self._adopt_holder(z, station)
 
         seq = self._seq
         job = seq is not None and self.state in JOB
@@ -342,6 +346,10 @@ class Controller:
         elif st == "clearing":
             self._finish_clearing(events)
         elif st == "aborted":
+            self._retry_stall()
+        elif st == "stopped" and plant.z_mm is not None and plant.z_mm > self._top_tol():
+            # Stopped with the holder down (a start found it so, or a stall kept it there): its
+            # target is the top, so resetting a stalled drive only lets it withdraw.
             self._retry_stall()
         elif st == "resetting":
             self._park(plant)

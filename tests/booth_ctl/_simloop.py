@@ -2,6 +2,13 @@
 
 Each scan the harness reads the register banks into a snapshot, as the pollers would, calls
 ``scan``, writes the outputs back as a Modbus master would, and refreshes the heartbeats.
+
+With ``runtime=True`` it also does what the runtime adds around the scan (booth_ctl._runtime):
+every output is written again every ``REASSERT_PERIOD_S`` even unchanged, and a tripped I/O
+watchdog is re-armed only in ``stopped``/``aborted`` (in any other state it trips the
+controller). ``restart`` replaces the controller as a supervisor (re)start does, and
+``dead_tick`` advances the booth with no supervisor at all (a crash: no scans, no writes, no
+heartbeats), so the devices' own watchdogs act.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import Any
 from booth_ctl._config import LoadedConfig, load_config
 from booth_ctl._controller import Controller
 from booth_ctl._image import Snapshot
+from booth_ctl._runtime import REASSERT_PERIOD_S
 from drivers import Quality, Reading
 from sim_hw._physics import BoothPhysics
 
@@ -22,7 +30,12 @@ RUNTIME_POINTS = {"watchdog_refresh", "heartbeat", "watchdog_clear", "fault_rese
 
 class SimLoop:
     def __init__(
-        self, config: str = "booth-sim.toml", period_s: float = 0.01, path: Path | None = None
+        self,
+        config: str = "booth-sim.toml",
+        period_s: float = 0.01,
+        path: Path | None = None,
+        *,
+        runtime: bool = False,
     ) -> None:
         path = path if path is not None else CONFIG / config
         self.phys = BoothPhysics.from_config(path)
@@ -37,6 +50,9 @@ class SimLoop:
         self._beat = 0
         self.events: list[Any] = []
         self.last: Any = None
+        self.runtime = runtime
+        self._since_full_s = 0.0
+        self.io_dev = self.loaded.config.device_of_kind("remote_io")
 
     def snapshot(self) -> Snapshot:
         t, phys = self.t, self.phys
@@ -61,8 +77,13 @@ class SimLoop:
         out = self.ctl.scan(self.snapshot())
         self.last = out
         self.events.extend(out.events)
+        full = False
+        if self.runtime:
+            self._since_full_s += self.period_s
+            if self._since_full_s >= REASSERT_PERIOD_S:
+                self._since_full_s, full = 0.0, True
         for key, value in out.outputs.items():
-            if self._written.get(key) == value:
+            if not full and self._written.get(key) == value:
                 continue
             dev, _, point = key.partition(".")
             if point in RUNTIME_POINTS or self.phys.faults.offline(dev):
@@ -79,8 +100,32 @@ class SimLoop:
         for vc in self.loaded.config.vessels.values():
             if not self.phys.faults.offline(vc.controller):
                 self.phys.banks[vc.controller].write_point("heartbeat", self._beat)
+        if self.runtime:
+            self._rearm_io_watchdog()
         self.phys.step(self.period_s)
         self.t += self.period_s
+
+    def _rearm_io_watchdog(self) -> None:
+        """The runtime's ``_clear_io_watchdog``: re-arm only from a safe state, else trip."""
+        io = self.io_dev
+        if self.phys.faults.offline(io) or not self.phys.banks[io].get("watchdog_tripped"):
+            return
+        if self.ctl.state not in ("stopped", "aborted"):
+            self.ctl.trip("I/O module watchdog tripped: its outputs were forced safe")
+            return
+        self.phys.banks[io].write_point("watchdog_clear", 1)
+
+    def dead_tick(self) -> None:
+        """One period of booth time with no supervisor: no scan, no write, no heartbeat."""
+        self.phys.step(self.period_s)
+        self.t += self.period_s
+
+    def restart(self) -> None:
+        """A supervisor (re)start: a new controller, and a runtime that has written nothing."""
+        self.ctl = Controller(self.loaded)
+        self._written = {}
+        self._since_full_s = 0.0
+        self.last = None
 
     def run_until(self, cond: Any, timeout_s: float, what: str) -> None:
         end = self.t + timeout_s
