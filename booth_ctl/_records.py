@@ -48,6 +48,7 @@ _JOB_EVENTS = frozenset(
         "job_started",
         "unit_started",
         "dip",
+        "dip_withdrawn",
         "unit_completed",
         "unit_rejected",
         "job_completed",
@@ -334,6 +335,20 @@ class RecordStore:
                     _dumps(dict(data)),
                 ),
             )
+        elif type_ == "dip_withdrawn":
+            # The part is out: its dip (the newest of that vessel in this unit) gets the time.
+            c.execute(
+                "UPDATE dips SET withdrawn_at = ?, data = json_set(data, '$.immersed_s', ?) "
+                "WHERE id = (SELECT id FROM dips WHERE job_id = ? AND unit IS ? AND vessel IS ? "
+                "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT 1)",
+                (
+                    ts,
+                    _num(data.get("immersed_s")),
+                    job_id,
+                    self._current_unit(c, job_id, unit),
+                    data.get("vessel"),
+                ),
+            )
         elif type_ in ("unit_completed", "unit_rejected"):
             number = self._current_unit(c, job_id, unit)
             if number is None:
@@ -429,7 +444,8 @@ class RecordStore:
             ).fetchall()
             dips = c.execute(
                 "SELECT unit, vessel, o2_ppm, solder_temp_c, depth_mm, dwell_s, entered_at, "
-                "withdrawn_at, recorded_at FROM dips WHERE job_id = ? ORDER BY id",
+                "withdrawn_at, recorded_at, json_extract(data, '$.immersed_s') FROM dips "
+                "WHERE job_id = ? ORDER BY id",
                 (job_id,),
             ).fetchall()
         dip_dicts = [
@@ -443,6 +459,8 @@ class RecordStore:
                 "entered_at": d[6],
                 "withdrawn_at": d[7],
                 "recorded_at": d[8],
+                #: How long the part was in, on the scan's clock (None until it is out).
+                "immersed_s": d[9],
             }
             for d in dips
         ]
@@ -480,7 +498,8 @@ class RecordStore:
             rows = c.execute(
                 "SELECT j.lot_id, j.id, j.recipe_name, j.recipe_hash, j.outcome, u.unit, "
                 "u.outcome, u.reject_reason, d.vessel, d.o2_ppm, d.solder_temp_c, d.depth_mm, "
-                "d.dwell_s, d.entered_at, d.withdrawn_at, d.recorded_at "
+                "d.dwell_s, d.entered_at, d.withdrawn_at, d.recorded_at, "
+                "json_extract(d.data, '$.immersed_s') "
                 "FROM jobs j LEFT JOIN units u ON u.job_id = j.id "
                 "LEFT JOIN dips d ON d.job_id = j.id AND d.unit IS u.unit "
                 "WHERE j.lot_id = ? ORDER BY j.id, u.unit, d.id",
@@ -505,10 +524,11 @@ class RecordStore:
                 "entered_at",
                 "withdrawn_at",
                 "recorded_at",
+                "immersed_s",
             ]
         )
         for r in rows:
-            w.writerow([*r[:13], *(_iso(t) for t in r[13:16])])
+            w.writerow([*r[:13], *(_iso(t) for t in r[13:16]), r[16]])
         return len(rows)
 
     def dip_counts(self) -> tuple[dict[str, int], int]:

@@ -101,6 +101,9 @@ class Sequencer:
         self._t0 = 0.0
         self._top = cfg.holder.z_travel_mm
         self._tol = cfg.holder.z_tolerance_mm
+        #: The solder dip the part is in: (when it entered, the surface, dip number, vessel),
+        #: until the holder's position shows the part out again (``dip_withdrawn``).
+        self._in_solder: tuple[float, float, int, str] | None = None
         self._fast = cfg.holder.z_fast_speed_mm_s
         self.station_target = cfg.holder.load_station
         self.z_target = self._top
@@ -136,6 +139,7 @@ class Sequencer:
 
     def run(self, plant: Plant, mode: Mode) -> Result:
         res = Result()
+        self._note_withdrawal(plant, res)
         if self.step is Step.DONE:
             return res
         self._guard(plant, res)
@@ -380,6 +384,7 @@ class Sequencer:
                 )
             )
             return
+        self._in_solder = (plant.now, surface_z_mm, self.dip_i + 1, dip.vessel)
         res.events.append(
             Event(
                 "dip",
@@ -393,6 +398,28 @@ class Sequencer:
                     "solder_temp_c": plant.temps_c.get(dip.vessel),
                     "depth_mm": dip.depth_mm,
                     "dwell_s": dip.dwell_s,
+                },
+            )
+        )
+
+    def _note_withdrawal(self, plant: Plant, res: Result) -> None:
+        """The part of a solder dip is out (a finished dip or a withdrawal alike): how long it
+        was in, for the dip's record."""
+        if self._in_solder is None or plant.z_mm is None:
+            return
+        entered, surface, number, vessel = self._in_solder
+        if plant.z_mm >= surface - self._tol:
+            return
+        self._in_solder = None
+        res.events.append(
+            Event(
+                "dip_withdrawn",
+                {
+                    "lot_id": self.lot_id,
+                    "unit": self.unit,
+                    "dip": number,
+                    "vessel": vessel,
+                    "immersed_s": round(plant.now - entered, 3),
                 },
             )
         )

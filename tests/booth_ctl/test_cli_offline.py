@@ -28,13 +28,16 @@ BOOTHCTL = str(Path(sys.executable).with_name("boothctl"))
 RUN_TIMEOUT_S = 30
 
 
-def boothctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def boothctl(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    merged = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run(
         [BOOTHCTL, *args],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
-        env={**os.environ, **(env or {})},
+        env=merged,
         check=False,
     )
 
@@ -164,16 +167,8 @@ def test_recipe_check_without_a_config_uses_the_booths_beside_the_recipe_folder(
 ) -> None:
     """``boothctl recipe check PATH`` alone, on a PC without an installed booth: checked against
     every booth config next to the recipe folder that takes its recipes from it."""
-    env = {k: v for k, v in os.environ.items() if k != "BOOTH_CONFIG"}
     demo = CONFIG_DIR / "recipes" / "demo.toml"
-    r = subprocess.run(
-        [BOOTHCTL, "recipe", "check", str(demo)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        env=env,
-        check=False,
-    )
+    r = boothctl("recipe", "check", str(demo), unset=("BOOTH_CONFIG",))
     assert r.returncode == 0, r.stderr
     assert "sim-01" in r.stdout and "sim-cold" in r.stdout, r.stdout
 
@@ -184,25 +179,11 @@ def test_recipe_check_without_a_config_uses_the_booths_beside_the_recipe_folder(
         demo.read_text(encoding="utf-8").replace("depth_mm = 3.0", "depth_mm = 30.0"),
         encoding="utf-8",
     )
-    lone = subprocess.run(
-        [BOOTHCTL, "recipe", "check", str(deep)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        env=env,
-        check=False,
-    )
+    lone = boothctl("recipe", "check", str(deep), unset=("BOOTH_CONFIG",))
     assert lone.returncode == 2 and "--config" in lone.stderr, lone.stderr
     # A booth config beside the folder that takes its recipes from it.
     render_config(tmp_path, overrides=lambda d: d["records"].update(recipes_dir="recipes"))
-    r = subprocess.run(
-        [BOOTHCTL, "recipe", "check", str(deep)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        env=env,
-        check=False,
-    )
+    r = boothctl("recipe", "check", str(deep), unset=("BOOTH_CONFIG",))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "dips[0].depth_mm" in r.stderr, r.stderr
 

@@ -198,6 +198,28 @@ def test_csv_export_of_a_lot(store: RecordStore) -> None:
     assert store.export_lot_csv("none", empty) == 0
 
 
+def test_a_dip_withdrawn_gets_its_time_out_and_how_long_it_was_in(store: RecordStore) -> None:
+    store.record_event("job_started", {"lot_id": "L2", "recipe": "demo", "units": 1})
+    store.record_event("unit_started", {"lot_id": "L2", "unit": 1})
+    dip = {"lot_id": "L2", "unit": 1, "vessel": "solder1", "o2_ppm": 80.0, "solder_temp_c": 250.0}
+    store.record_event("dip", {**dip, "depth_mm": 3.0, "dwell_s": 1.0})
+    job = store.get_job("L2")
+    assert job is not None
+    assert job["dips"][0]["withdrawn_at"] is None and job["dips"][0]["immersed_s"] is None
+    store.record_event(
+        "dip_withdrawn",
+        {"lot_id": "L2", "unit": 1, "dip": 1, "vessel": "solder1", "immersed_s": 1.234},
+    )
+    job = store.get_job("L2")
+    assert job is not None
+    d = job["dips"][0]
+    assert d["immersed_s"] == pytest.approx(1.234)
+    assert d["withdrawn_at"] is not None and d["withdrawn_at"] >= d["entered_at"]
+    out = io.StringIO()
+    store.export_lot_csv("L2", out)
+    assert next(iter(csv.DictReader(io.StringIO(out.getvalue()))))["immersed_s"] == "1.234"
+
+
 def test_command_replies_are_kept_for_the_configured_time(store: RecordStore) -> None:
     reply = {"request_id": "r1", "command": "reset", "ok": True, "error": None, "result": {}}
     store.record_command("r1", "reset", {}, who="mes", reply=reply, now=1000.0)

@@ -130,6 +130,10 @@ async def test_starts_safe_then_reset_and_a_unit_with_the_physics_agreeing(
         for kind in ("job_started", "unit_started", "dip", "unit_completed", "job_completed"):
             assert kind in types, f"no {kind} event in {types}"
         assert types.index("dip") < types.index("unit_completed") < types.index("job_completed")
+        assert types.index("dip") < types.index("dip_withdrawn") < types.index("unit_completed")
+        out = next(e.data for e in r.sink.events if e.type == "dip_withdrawn")
+        # In for the recipe's dwell, plus the last of the entry and the first of the rise.
+        assert 1.0 <= out["immersed_s"] < 2.0, out
         dip = next(e.data for e in r.sink.events if e.type == "dip")
         assert dip["o2_ppm"] == pytest.approx(entry["o2_ppm"], abs=25.0)
         assert dip["solder_temp_c"] == pytest.approx(entry["solder_temp_c"], abs=2.0)
