@@ -31,6 +31,7 @@ def mqtt_client(
     username: str | None = None,
     password_file: str | None = None,
     identifier: str | None = None,
+    tls: aiomqtt.TLSParameters | None = None,
 ) -> aiomqtt.Client:
     """A client for the broker of ``mqtt``, as the MES or an operator (not the booth's user)."""
     password = None
@@ -45,6 +46,7 @@ def mqtt_client(
         protocol=aiomqtt.ProtocolVersion.V5,
         socket_options=NODELAY,
         timeout=5.0,
+        tls_params=tls,
     )
 
 

@@ -158,6 +158,20 @@ def _mqtt_target(args: argparse.Namespace) -> LoadedConfig:
     return LoadedConfig(path, cfg, {})
 
 
+def _client_opts(loaded: LoadedConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """How the CLI logs in: its own user and, where the broker speaks TLS, the booth's CA to
+    check the broker by and the operator's own certificate, if the broker asks for one."""
+    mq = loaded.config.mqtt
+    tls = None
+    if mq.tls_ca or args.tls_cert:
+        tls = aiomqtt.TLSParameters(
+            ca_certs=str(loaded.resolve(mq.tls_ca)) if mq.tls_ca else None,
+            certfile=args.tls_cert,
+            keyfile=args.tls_key,
+        )
+    return {"username": args.username, "password_file": args.password_file, "tls": tls}
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     loaded = _mqtt_target(args)
     try:
@@ -170,9 +184,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def go() -> dict[str, Any]:
-        async with mqtt_client(
-            loaded.config.mqtt, username=args.username, password_file=args.password_file
-        ) as client:
+        async with mqtt_client(loaded.config.mqtt, **_client_opts(loaded, args)) as client:
             return await send_command(
                 client, loaded.config.booth_id, args.command, payload, args.timeout
             )
@@ -197,9 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = _mqtt_target(args)
 
     async def go() -> dict[str, Any]:
-        async with mqtt_client(
-            loaded.config.mqtt, username=args.username, password_file=args.password_file
-        ) as client:
+        async with mqtt_client(loaded.config.mqtt, **_client_opts(loaded, args)) as client:
             status = await read_status(client, loaded.config.booth_id, args.timeout)
             if args.pretty and status.get("online"):
                 # Readings are not in the status: wait for the next telemetry message.
@@ -472,9 +482,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     loaded = _mqtt_target(args)
     mq = loaded.config.mqtt
     root = f"booth/{loaded.config.booth_id}/"
-    watcher = Watcher(
-        mq, loaded.config.booth_id, username=args.username, password_file=args.password_file
-    )
+    watcher = Watcher(mq, loaded.config.booth_id, **_client_opts(loaded, args))
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
 
     def describe(exc: BaseException) -> str:
@@ -524,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
         sp.add_argument("--username", default=None, help="MQTT user (the MES's)")
         sp.add_argument("--password-file", default=None, help="file holding the MQTT password")
+        sp.add_argument(
+            "--tls-cert", default=None, help="client certificate, if the broker asks for one"
+        )
+        sp.add_argument("--tls-key", default=None, help="the key of --tls-cert")
 
     run = sub.add_parser("run", help="run the supervisor daemon (what the systemd unit starts)")
     config_opt(run)

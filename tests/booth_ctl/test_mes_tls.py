@@ -83,3 +83,46 @@ async def test_without_its_client_certificate_the_booth_is_refused(
             timeout_s=10, what="the broker refusing the TLS handshake",
         )
         assert not link.connected.is_set() and link.connections == 0
+
+
+async def test_the_cli_reaches_a_tls_broker_with_the_booth_ca_and_its_own_certificate(
+    tmp_path: Path, tls_broker: Broker, pki: Path
+) -> None:
+    """``boothctl send`` checks the broker against the booth config's CA and shows the
+    operator's certificate (``--tls-cert``/``--tls-key``) when the broker requires one."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    loaded = booth_config(
+        tmp_path, tls_broker.port,
+        tls_ca=str(pki / "ca.crt"),
+        tls_cert=str(pki / "client.crt"),
+        tls_key=str(pki / "client.key"),
+    )
+    _sign("operator", "operator", pki)
+    boothctl = str(Path(sys.executable).with_name("boothctl"))
+
+    async def send(*extra: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            boothctl, "send", "get_status", "--config", str(loaded.path), "--timeout", "5",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ},
+        )
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async with running_link(loaded, FakeController()):
+        code, out, err = await send(
+            "--tls-cert", str(pki / "operator.crt"), "--tls-key", str(pki / "operator.key")
+        )
+        assert code == 0, err
+        assert json.loads(out)["ok"] is True
+        # Without a certificate the broker refuses the operator: one line naming the broker.
+        code, out, err = await send()
+        assert code == 2 and f"127.0.0.1:{tls_broker.port}" in err, (code, out, err)
