@@ -58,6 +58,23 @@ _ENTER = frozenset({Step.FLUX_ENTER, Step.DIP_ENTER})
 _DWELL = frozenset({Step.FLUX_DWELL, Step.DIP_DWELL})
 _FLUX_STEPS = frozenset({Step.FLUX_APPROACH, Step.FLUX_ENTER, Step.FLUX_DWELL, Step.FLUX_UP})
 _MOVES = frozenset({Step.LOAD_MOVE, Step.FLUX_MOVE, Step.DIP_MOVE, Step.UNLOAD_MOVE})
+#: The holder has the unit's part, from the grip to its release at the load station.
+_HELD = frozenset(
+    {
+        Step.FLUX_MOVE,
+        Step.FLUX_WAIT,
+        *_FLUX_STEPS,
+        Step.DIP_MOVE,
+        Step.DIP_WAIT,
+        Step.DIP_APPROACH,
+        Step.DIP_ENTER,
+        Step.DIP_DWELL,
+        Step.DIP_UP,
+        Step.DRAIN,
+        Step.UNLOAD_MOVE,
+        Step.COOL,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -142,6 +159,10 @@ class Sequencer:
         self._note_withdrawal(plant, res)
         if self.step is Step.DONE:
             return res
+        if self.unit_open and self.step in _HELD and not plant.permissives.get("part_held"):
+            # The hold on the part was lost: it may have fallen anywhere, the bath included (a
+            # drive that cannot be reached runs on to its last target), and it cannot be trusted.
+            self._reject("lost: part_held", res)
         self._guard(plant, res)
         if mode is Mode.WITHDRAW or (mode is Mode.FINISH and not self.in_dip()):
             if self.in_bath():

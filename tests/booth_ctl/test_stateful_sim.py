@@ -587,7 +587,11 @@ class Truth:
     def _rejects(self, s: SimLoop) -> None:
         still = []
         for due, ep in self.pending_rejects:
-            if any(e.type == "unit_rejected" for e in s.events[ep.ev_idx :]):
+            # The unit may have been rejected already as the part went in (a drive out of
+            # reach runs on to its last target): counted from the unit's start.
+            starts = [i for i, e in enumerate(s.events[: ep.ev_idx]) if e.type == "unit_started"]
+            since = starts[-1] if starts else ep.ev_idx
+            if any(e.type == "unit_rejected" for e in s.events[since:]):
                 continue
             # With no supervisor nothing is recorded; a restart forgets the pending ones.
             assert self.tick <= due or self.dead_ticks, (

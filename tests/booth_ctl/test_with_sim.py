@@ -182,3 +182,17 @@ def test_stalled_hoist_in_the_bath_is_retried_until_it_withdraws_then_cleared() 
     s.ctl.clear()
     s.run_until(lambda: s.ctl.state == "stopped", 1.0, "stopped")
     assert s.truth()["holder_z_mm"] <= 0.5 and s.truth()["parts_dropped"] == 0
+
+
+def test_a_part_whose_hold_is_lost_on_the_way_to_the_solder_is_rejected_not_dipped() -> None:
+    """The vacuum bleeds under the hold level during the transfer (the part still hangs on):
+    it cannot be trusted any more, so its unit is rejected and it is never dipped."""
+    s = _idle()
+    s.ctl.start_job("LOT-H", "demo", demo_recipe(s.loaded), 1)
+    _until_step(s, Step.DIP_MOVE)
+    s.phys.inject("vacuum_leak", 30.0)  # above the 20 kPa the part falls at, under the 40 hold
+    s.run_until(lambda: _events(s, "unit_rejected"), 3.0, "the unit rejected")
+    assert _events(s, "unit_rejected")[0]["reason"] == "lost: part_held"
+    s.run_until(lambda: s.ctl.state == "complete", 30.0, "the job complete")
+    truth = s.truth()
+    assert truth["bath_entries"] == [] and truth["parts_dropped"] == 0
