@@ -403,9 +403,11 @@ class Truth:
             on.add("estop")
         if not truth["exhaust_ok"]:
             on.add("exhaust_off")
-        if truth["o2_ppm"] > self.limit + self.o2_margin:
+        silent = "o2_analyzer_silent" in faults or self.o2_dev in offline
+        # A silent analyzer reports nothing over the limit: then only its staleness is knowable.
+        if truth["o2_ppm"] > self.limit + self.o2_margin and not silent:
             on.add("o2_over")
-        if "o2_analyzer_silent" in faults or self.o2_dev in offline:
+        if silent:
             on.add("o2_stale")
         if truth["part_held"] and truth["vacuum_kpa"] < self.hold_kpa:
             on.add("hold_lost")
