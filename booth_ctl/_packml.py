@@ -82,3 +82,9 @@ JOB = frozenset(
         "unsuspending",
     }
 )
+
+#: States in which the supervisor commands no motion and no job runs. With the holder also up,
+#: the booth is at rest: nothing can enter or sit in a bath, so the inputs only gate the next
+#: command and feed trips whose goals are a second or more, and the devices are polled at their
+#: rest rate. Every other state (resetting included: it heats and purges) polls at full rate.
+AT_REST = frozenset({"stopped", "idle", "complete", "aborted"})

@@ -1,10 +1,11 @@
 """The supervisor at run time: one TaskGroup of named tasks around a fixed-period scan.
 
-Tasks: one poller per device (fills the process image), the scan (snapshot -> controller ->
-desired outputs and events; awaits nothing but its tick), one writer per Modbus device (writes
-what changed, re-asserts the rest), the heartbeats (refresh the I/O watchdog and the heater
-controllers only while the scan is healthy), the event sink (records, then the MES), telemetry,
-and the MES link. What starts a task cancels and awaits it: leaving ``run`` stops them all.
+Tasks: one poller per device (fills the process image; full rate unless the booth is at rest),
+the scan (snapshot -> controller -> desired outputs and events; awaits nothing but its tick), one
+writer per Modbus device (writes what changed, re-asserts the rest), one heartbeat per device
+with a watchdog of its own (the I/O module, the heater controllers: only while the scan is
+healthy), the event sink (records, then the MES), telemetry, and the MES link. What starts a
+task cancels and awaits it: leaving ``run`` stops them all.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from ._config import LoadedConfig
 from ._controller import Controller
 from ._events import Event
 from ._image import Snapshot
+from ._packml import AT_REST
 from ._scanstats import ScanStats
 from ._sdnotify import SdNotifier
 from ._ticker import Ticker
 
 log = logging.getLogger("booth_ctl.runtime")
 
-#: Heartbeats go out this often; the I/O watchdog (500 ms default) tolerates several misses.
-HEARTBEAT_PERIOD_S = 0.1
+#: Each device's own timeout (the I/O watchdog, the controller's comm-loss timeout) sees this
+#: many heartbeats: three may be lost before the device goes safe by itself.
+HEARTBEATS_PER_TIMEOUT = 4
 #: The scan counts as healthy while its last on-time scan is younger than this many periods.
 HEALTHY_SCANS = 5
 #: Every desired output is written again this often, even unchanged (a device may have reset).
@@ -84,6 +87,38 @@ class _DeviceOutputs:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class PollPacer:
+    """Paces one device's poller on a grid of its own: ``fast_hz`` while ``active`` is set, else
+    ``rest_hz``. Setting ``active`` ends a rest-rate wait at once, so that a job's first scans do
+    not wait out a slow period."""
+
+    def __init__(
+        self, fast_hz: float, rest_hz: float, active: asyncio.Event, offset_s: float = 0.0
+    ) -> None:
+        self.fast_period_s = 1.0 / fast_hz
+        self.rest_period_s = 1.0 / rest_hz
+        self._active = active
+        self._next = time.monotonic() + offset_s
+
+    async def wait(self) -> None:
+        """Until the next poll is due."""
+        resting = not self._active.is_set() and self.rest_period_s > self.fast_period_s
+        self._next += self.rest_period_s if resting else self.fast_period_s
+        now = time.monotonic()
+        delay = self._next - now
+        if delay < 0:
+            # Late (a slow device, a busy loop): poll now and keep the grid from there.
+            self._next = now
+            delay = 0.0
+        if not resting:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._active.wait()
+            self._next = time.monotonic()  # woken by activity: poll now, then at full rate
+
+
 class Supervisor:
     """Owns the devices, the controller and every task; ``await run(stop)`` until ``stop``."""
 
@@ -118,6 +153,9 @@ class Supervisor:
         self._t0 = time.monotonic()
         self.devices: DeviceSet | None = None
         self.started = asyncio.Event()
+        #: Set while the booth is not at rest: the pollers run at full rate (see ``at_rest``).
+        self._active = asyncio.Event()
+        self._active.set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,7 +182,10 @@ class Supervisor:
                                 tg.create_task(self._write(name, dev), name=f"write:{name}")
                             )
                     tasks.append(tg.create_task(self._scan_loop(ticker), name="scan"))
-                    tasks.append(tg.create_task(self._heartbeats(), name="heartbeats"))
+                    for name in self._heartbeat_devices():
+                        tasks.append(
+                            tg.create_task(self._heartbeat(name), name=f"heartbeat:{name}")
+                        )
                     if self._status is not None:
                         tasks.append(tg.create_task(self._telemetry(), name="telemetry"))
                     if self._events is not None:
@@ -184,10 +225,25 @@ class Supervisor:
 
     # ------------------------------------------------------------------ process image
 
+    @property
+    def at_rest(self) -> bool:
+        """No job, no motion commanded (``AT_REST``) and the holder seen up: the pollers run at
+        their devices' ``rest_poll_hz``."""
+        return not self._active.is_set()
+
+    def _update_rest(self) -> None:
+        resting = self.controller.state in AT_REST and self._holder_up()
+        if resting == self.at_rest:
+            return
+        if resting:
+            self._active.clear()
+        else:
+            self._active.set()
+        log.debug("booth %s: polling at %s rates", self.cfg.booth_id, "rest" if resting else "full")
+
     async def _poll(self, name: str, dev: Device, offset_s: float) -> None:
-        period = 1.0 / dev.config.poll_hz
         prefix = f"{name}."
-        next_t = time.monotonic() + offset_s
+        pacer = PollPacer(dev.config.poll_hz, dev.config.rest_hz, self._active, offset_s)
         await asyncio.sleep(offset_s)
         while True:
             readings = await dev.poll()
@@ -195,12 +251,7 @@ class Supervisor:
             for point, reading in readings.items():
                 self.signals[prefix + point] = reading
             self._log_device_health(name, readings)
-            next_t += period
-            delay = next_t - time.monotonic()
-            if delay < 0:
-                next_t = time.monotonic()
-                delay = 0.0
-            await asyncio.sleep(delay)
+            await pacer.wait()
 
     def _log_device_health(self, name: str, readings: Mapping[str, Reading]) -> None:
         bad = any(r.quality is Quality.NO_COMM for r in readings.values())
@@ -246,6 +297,7 @@ class Supervisor:
                     scan_failing = True
                 self._trip_safely("internal error in the scan")
                 self._dispatch_safe_outputs()
+                self._active.set()
                 self._last_good_scan_s = -1e9
                 continue
             if scan_failing:
@@ -257,6 +309,7 @@ class Supervisor:
                 for ev in out.events:
                     # Queue order is scan order; the sink stores each event before it publishes.
                     self._event_q.put_nowait(ev)
+            self._update_rest()
             if self._status is not None:
                 status = self.controller.status()
                 if status != self._last_status:
@@ -354,26 +407,43 @@ class Supervisor:
             if full:
                 last_full = now
 
-    async def _heartbeats(self) -> None:
+    def _heartbeat_devices(self) -> list[str]:
+        return [
+            n for n, d in self.cfg.devices.items() if d.kind in ("remote_io", "temp_controller")
+        ]
+
+    def heartbeat_period_s(self, name: str) -> float:
+        """A quarter of the device's own timeout: its I/O watchdog or its comm-loss timeout."""
+        dev = self.cfg.devices[name]
+        if dev.kind == "remote_io":
+            assert dev.watchdog_ms is not None  # required by the booth config
+            timeout_s = dev.watchdog_ms / 1000.0
+        else:
+            assert dev.comm_timeout_s is not None  # required by the booth config
+            timeout_s = dev.comm_timeout_s
+        return timeout_s / HEARTBEATS_PER_TIMEOUT
+
+    async def _heartbeat(self, name: str) -> None:
+        """Refreshes one device's own watchdog, only while the scan is healthy."""
         assert self.devices is not None
-        io_name = self.cfg.device_of_kind("remote_io")
-        heaters = [n for n, d in self.cfg.devices.items() if d.kind == "temp_controller"]
+        dev = self.devices.devices[name]
+        is_io = dev.config.kind == "remote_io"
+        point = "watchdog_refresh" if is_io else "heartbeat"
+        period_s = self.heartbeat_period_s(name)
         counter = 0
         while True:
-            await asyncio.sleep(HEARTBEAT_PERIOD_S)
+            await asyncio.sleep(period_s)
             if not self.scan_healthy:
-                continue  # let the watchdogs bite: that is what they are for
+                continue  # let the watchdog bite: that is what it is for
             counter = (counter + 1) & 0xFFFF
-            for name in [io_name, *heaters]:
-                dev = self.devices.devices[name]
-                point = "watchdog_refresh" if name == io_name else "heartbeat"
-                try:
-                    await dev.write(point, counter)
-                except DeviceError:
-                    continue  # the poller reports the device's health once per episode
-                finally:
-                    _honour_cancel()
-            await self._clear_io_watchdog(io_name)
+            try:
+                await dev.write(point, counter)
+            except DeviceError:
+                pass  # the poller reports the device's health once per episode
+            finally:
+                _honour_cancel()
+            if is_io:
+                await self._clear_io_watchdog(name)
 
     async def _clear_io_watchdog(self, io_name: str) -> None:
         """After the module's watchdog forced its outputs safe, re-arm it only from a safe state."""

@@ -35,6 +35,13 @@ STALE_MAX_S_BY_KIND: MappingProxyType[str, float] = MappingProxyType(
 #: config requires them for these kinds (``booth_ctl._config``).
 WATCHDOG_MS_MIN, WATCHDOG_MS_MAX = 100, 2000
 COMM_TIMEOUT_S_MIN, COMM_TIMEOUT_S_MAX = 0.5, 10.0
+#: The poll rate while the booth is at rest (``rest_poll_hz``), unless the config says otherwise:
+#: nothing moves and no part is exposed, so the inputs only gate the next command and feed
+#: alarms whose goals are a second or more.
+REST_POLL_HZ_DEFAULT = 10.0
+#: Every reading must be refreshed at least this often within its ``stale_s``, at either rate:
+#: a poll that lags once must not make a healthy device look stale.
+POLLS_PER_STALE = 2
 
 _CommTimeout = Annotated[float, Field(ge=COMM_TIMEOUT_S_MIN, le=COMM_TIMEOUT_S_MAX)]
 
@@ -87,6 +94,10 @@ class Point(_Strict):
     #: left out (``poll = false``): it is still read back after every write, and each request
     #: saved is one less on a line polled at 50 Hz.
     poll: bool = True
+    #: A write is read back to see what the device kept (its echo only proves the request
+    #: arrived). A heartbeat or watchdog counter, which the device consumes and whose loss its
+    #: own timeout catches, needs no readback (``readback = false``): its echo is its answer.
+    readback: bool = True
     unit: str = ""
 
     @model_validator(mode="after")
@@ -101,6 +112,8 @@ class Point(_Strict):
             raise ValueError("a command point must be writable")
         if not self.poll and not self.writable:
             raise ValueError("a point that is not polled must be writable (read back on write)")
+        if not self.readback and not self.writable:
+            raise ValueError("readback applies to a writable point only")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
         return self
@@ -148,6 +161,8 @@ class DeviceConfig(_Strict):
     #: Register map file, relative to the booth config file (Modbus devices only).
     map: str | None = None
     poll_hz: Annotated[float, Field(gt=0, le=200)] = 50.0
+    #: The poll rate while the booth is at rest (see ``rest_hz``); at most ``poll_hz``.
+    rest_poll_hz: Annotated[float, Field(gt=0, le=200)] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.1
     #: Reads are retried at most this often before the value goes stale.
     retries: Annotated[int, Field(ge=0, le=2)] = 2
@@ -170,6 +185,17 @@ class DeviceConfig(_Strict):
                 f"stale_s: {self.stale_s:g} s exceeds {stale_max_s:g} s, the most for a "
                 f"{self.kind} (its readings guard a part in the bath)"
             )
+        for key, hz in (("poll_hz", self.poll_hz), ("rest_poll_hz", self.rest_hz)):
+            if POLLS_PER_STALE / hz > self.stale_s + 1e-9:
+                raise ValueError(
+                    f"{key}: {hz:g} Hz polls too seldom for stale_s = {self.stale_s:g} s "
+                    f"(at least {POLLS_PER_STALE / self.stale_s:g} Hz, {POLLS_PER_STALE} polls "
+                    f"within stale_s)"
+                )
+        if self.rest_poll_hz is not None and self.rest_poll_hz > self.poll_hz:
+            raise ValueError(
+                f"rest_poll_hz: {self.rest_poll_hz:g} Hz exceeds poll_hz = {self.poll_hz:g} Hz"
+            )
         modbus = self.transport.type in ("tcp", "rtu")
         if modbus and self.map is None:
             raise ValueError(f"a Modbus device ({self.kind}) needs a 'map'")
@@ -178,6 +204,14 @@ class DeviceConfig(_Strict):
         if self.kind == "o2_analyzer" and self.transport.type != "serial":
             raise ValueError("the o2_analyzer speaks ASCII over a serial line: transport 'serial'")
         return self
+
+    @property
+    def rest_hz(self) -> float:
+        """The poll rate at rest: ``rest_poll_hz``, else 10 Hz (never above ``poll_hz``, never
+        too slow for ``stale_s``)."""
+        if self.rest_poll_hz is not None:
+            return self.rest_poll_hz
+        return min(self.poll_hz, max(REST_POLL_HZ_DEFAULT, POLLS_PER_STALE / self.stale_s))
 
 
 def load_register_map(path: Path) -> RegisterMap:

@@ -225,8 +225,8 @@ class ModbusDevice:
             raw=raw,
             timeout_s=self.config.timeout_s,
         )
-        if p.command:
-            return  # a pulse that clears itself: nothing to read back
+        if p.command or not p.readback:
+            return  # a pulse that clears itself, or a counter the device consumes: the echo is all
         block = _codec.Block(p.table, p.address, 1, ((point, 0),))
         readback = (await self._read_block(block))[0]
         if p.poll:

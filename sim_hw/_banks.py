@@ -9,6 +9,7 @@ read or write of any other address is refused (Modbus exception 02), as strict r
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from drivers import Point, RegisterMap
@@ -91,6 +92,9 @@ class RegisterBank:
         #: refresh is a write, not a change.
         self._write_seq: dict[str, int] = dict.fromkeys(regmap.points, 0)
         self._write_hooks: dict[str, WriteHook] = {}
+        #: Read requests a master has made, by table (what a test counts a poll rate by); the
+        #: server counts them (a write's echo reads the bank too, but is no read request).
+        self.reads: Counter[str] = Counter()
 
     def __contains__(self, name: object) -> bool:
         return name in self.map.points or name in self.map.bits

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SERVED_FUNCTIONS = frozenset(FUNCTION_TABLE)
 #: Single writes, whose normal reply is an echo of the request.
 ECHO_FUNCTIONS = frozenset({5, 6})
+#: Read requests (bits and registers), as counted in each bank's ``reads``.
+READ_FUNCTIONS = frozenset({1, 2, 3, 4})
 #: Silence on an RTU line longer than this ends a frame: leftover bytes are garbage. (On a real
 #: wire it is 3.5 characters; a pty has no wire timing, so be generous.)
 RTU_GAP_S = 0.05
@@ -57,8 +59,11 @@ class _BankContext:
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         table = FUNCTION_TABLE[func_code]
+        bank = self.units[device_id].bank
+        if func_code in READ_FUNCTIONS:
+            bank.reads[table] += 1
         try:
-            raw = self.units[device_id].bank.read(table, address, count)
+            raw = bank.read(table, address, count)
         except AddressError:
             return ExcCodes.ILLEGAL_ADDRESS
         if table in ("coil", "discrete"):

@@ -141,6 +141,43 @@ def test_stale_s_caps_are_inclusive() -> None:
     config_from_dict(data, CONFIG / "booth-sim.toml")
 
 
+def test_the_rest_poll_rate_defaults_to_10_hz_within_poll_hz_and_stale_s() -> None:
+    cfg = load_config(CONFIG / "booth-sim.toml").config
+    assert cfg.devices["io"].rest_hz == 10.0
+    assert cfg.devices["heater1"].rest_hz == 10.0  # poll_hz is 10 already
+    data = _sim_dict()
+    data["devices"]["io"]["poll_hz"] = 5.0
+    data["devices"]["holder"]["stale_s"] = 0.1  # a tight bound needs 20 polls a second
+    cfg = config_from_dict(data, CONFIG / "booth-sim.toml").config
+    assert cfg.devices["io"].rest_hz == 5.0
+    assert cfg.devices["holder"].rest_hz == 20.0
+    data = _sim_dict()
+    data["devices"]["io"]["rest_poll_hz"] = 50.0  # rest polling can be switched off
+    assert config_from_dict(data, CONFIG / "booth-sim.toml").config.devices["io"].rest_hz == 50.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "pattern"),
+    [
+        ("rest_poll_hz", 60.0, r"devices\.io: .*rest_poll_hz: 60 Hz exceeds poll_hz = 50 Hz"),
+        (
+            "rest_poll_hz",
+            2.0,
+            r"devices\.io: .*rest_poll_hz: 2 Hz polls too seldom for stale_s = 0\.5 s "
+            r"\(at least 4 Hz",
+        ),
+        ("poll_hz", 3.0, r"devices\.io: .*poll_hz: 3 Hz polls too seldom for stale_s = 0\.5 s"),
+        ("rest_poll_hz", 0.0, r"devices\.io\.rest_poll_hz: .*greater than 0"),
+    ],
+)
+def test_poll_rates_are_bounded_by_each_other_and_by_stale_s(
+    key: str, value: float, pattern: str
+) -> None:
+    data = _sim_dict()
+    data["devices"]["io"][key] = value
+    _refused(data, pattern)
+
+
 def test_example_config_has_the_watchdogs() -> None:
     data = tomllib.loads((CONFIG / "booth.example.toml").read_text())
     for dev in data["devices"].values():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from booth_ctl._config import LoadedConfig, load_config
 from booth_ctl._events import Event
 from booth_ctl._recipe import load_recipe
-from booth_ctl._runtime import REASSERT_PERIOD_S, Supervisor
+from booth_ctl._runtime import HEARTBEATS_PER_TIMEOUT, REASSERT_PERIOD_S, PollPacer, Supervisor
 from drivers import Quality
 from sim_hw import SimBooth
 from tests._util import CONFIG_DIR, render_config, wait_for
@@ -143,6 +144,80 @@ async def test_starts_safe_then_reset_and_a_unit_with_the_physics_agreeing(
         assert tele["scan"]["period_ms"] == 10.0
         assert tele["solder_temp_c"] == pytest.approx(truth["solder_temp_c"], abs=3.0)
         assert r.sup.stats.total_scans > 1000
+
+
+async def _time_for_reads(r: Running, device: str, table: str, n: int, timeout_s: float) -> float:
+    """Seconds until the supervisor has made ``n`` more ``table`` reads of ``device``."""
+    bank = r.sim.bank(device)
+    start, t0 = bank.reads[table], time.monotonic()
+    await wait_for(
+        lambda: bank.reads[table] >= start + n,
+        timeout_s=timeout_s,
+        what=f"{n} {table} reads of {device}",
+    )
+    return time.monotonic() - t0
+
+
+async def test_at_rest_the_devices_are_polled_slower_and_a_job_brings_full_rate_back(
+    tmp_path: Path,
+) -> None:
+    async with running_booth(tmp_path) as r:
+        io = r.loaded.config.devices["io"]
+        assert io.rest_hz == 10.0 < io.poll_hz == 50.0
+        await _until_idle(r)
+        await wait_for(lambda: r.sup.at_rest, timeout_s=2, what="at rest in idle")
+        # Discrete inputs are read by the poller alone (no write reads them back). Ten polls take
+        # 0.9 s at the rest rate, 0.18 s at full rate; a slow machine only makes them longer.
+        assert await _time_for_reads(r, "io", "discrete", 10, timeout_s=10) >= 0.6
+
+        r.sup.controller.start_job("LOT-RATE", "demo", _demo(r), 1)
+        await wait_for(lambda: not r.sup.at_rest, timeout_s=1, what="full rate once started")
+        # Fifty polls take 1 s at full rate, 5 s at the rest rate.
+        assert await _time_for_reads(r, "io", "discrete", 50, timeout_s=10) < 3.0
+        assert r.sup.controller.state in ("starting", "execute")
+
+        await wait_for(
+            lambda: r.sup.controller.state == "complete",
+            timeout_s=JOB_TIMEOUT_S,
+            what="state complete",
+        )
+        await wait_for(lambda: r.sup.at_rest, timeout_s=2, what="at rest again once complete")
+
+
+async def test_a_rest_rate_wait_ends_at_once_when_the_booth_becomes_active() -> None:
+    active = asyncio.Event()
+    pacer = PollPacer(fast_hz=50.0, rest_hz=0.01, active=active)  # a 100 s rest period
+    waiting = asyncio.create_task(pacer.wait())
+    await wait_for(lambda: not waiting.done(), timeout_s=1, what="the pacer waiting")
+    active.set()
+    await wait_for(waiting.done, timeout_s=5, what="the wait ended by activity")
+    # From there on, full rate.
+    t0 = time.monotonic()
+    await pacer.wait()
+    await pacer.wait()
+    assert time.monotonic() - t0 < 5.0
+
+
+async def test_each_device_is_refreshed_at_a_quarter_of_its_own_timeout(tmp_path: Path) -> None:
+    async with running_booth(tmp_path) as r:
+        io, heater = r.loaded.config.devices["io"], r.loaded.config.devices["heater1"]
+        assert io.watchdog_ms is not None and heater.comm_timeout_s is not None
+        assert r.sup.heartbeat_period_s("io") == io.watchdog_ms / 1000 / HEARTBEATS_PER_TIMEOUT
+        assert r.sup.heartbeat_period_s("heater1") == heater.comm_timeout_s / 4
+        await _until_idle(r)
+        io_bank, tc_bank = r.sim.bank("io"), r.sim.bank("heater1")
+        io0, tc0 = io_bank.write_seq("watchdog_refresh"), tc_bank.write_seq("heartbeat")
+        holding0 = io_bank.reads["holding"]
+        await wait_for(
+            lambda: tc_bank.write_seq("heartbeat") >= tc0 + 4,
+            timeout_s=10,
+            what="four heater heartbeats",
+        )
+        # The I/O watchdog (500 ms) is refreshed four times as often as the controller (2 s).
+        assert io_bank.write_seq("watchdog_refresh") - io0 >= 10
+        # A refresh is answered by its echo: nothing reads the watchdog registers back.
+        assert io_bank.reads["holding"] == holding0
+        assert not r.sim.state()["io_watchdog_tripped"]
 
 
 async def test_a_stop_in_the_bath_withdraws_the_part_and_cuts_the_heater(tmp_path: Path) -> None:

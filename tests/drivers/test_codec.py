@@ -163,6 +163,22 @@ def test_points_that_are_not_polled_are_left_out_of_the_plan() -> None:
         )
 
 
+def test_readback_can_be_left_out_of_writable_points_only() -> None:
+    regmap = RegisterMap.model_validate(
+        {
+            "name": "m",
+            "points": {
+                "beat": {"table": "holding", "address": 0, "writable": True, "readback": False},
+            },
+        }
+    )
+    assert not regmap.points["beat"].readback
+    with pytest.raises(ValidationError, match="readback applies to a writable point only"):
+        RegisterMap.model_validate(
+            {"name": "m", "points": {"pv": {"table": "input", "address": 0, "readback": False}}}
+        )
+
+
 def test_plan_splits_at_the_request_size_limit() -> None:
     big = RegisterMap.model_validate(
         {
