@@ -141,28 +141,34 @@ class HostileTcpServer:
                 header = await reader.readexactly(7)
                 tid, _pid, length, unit = struct.unpack(">HHHB", header)
                 pdu = await reader.readexactly(length - 1)
-                bank = self.banks.get(unit)
-                if bank is not None:
-                    bank.requests += 1
-                if bank is None or bank.mode == "silent":
-                    continue
-                reply = bank.answer(pdu)
-                if bank.mode == "wrong_unit":
-                    unit = (unit % 200) + 1
-                if bank.mode == "wrong_tid":
-                    tid = (tid + 7) & 0xFFFF
-                frame = struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
-                if bank.mode == "truncated":
-                    frame = frame[: len(frame) // 2]
-                elif bank.mode == "garbage":
-                    frame = b"\xde\xad\xbe\xef" * 5
-                writer.write(frame)
+                frame = self.respond(tid, unit, pdu)
+                if frame is not None:
+                    writer.write(frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._writers.discard(writer)
             self._tasks.discard(task)
             writer.close()
+
+    def respond(self, tid: int, unit: int, pdu: bytes) -> bytes | None:
+        """The reply frame to one request (as the unit's mode has it), or None for silence."""
+        bank = self.banks.get(unit)
+        if bank is not None:
+            bank.requests += 1
+        if bank is None or bank.mode == "silent":
+            return None
+        reply = bank.answer(pdu)
+        if bank.mode == "wrong_unit":
+            unit = (unit % 200) + 1
+        if bank.mode == "wrong_tid":
+            tid = (tid + 7) & 0xFFFF
+        frame = struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
+        if bank.mode == "truncated":
+            return frame[: len(frame) // 2]
+        if bank.mode == "garbage":
+            return b"\xde\xad\xbe\xef" * 5
+        return frame
 
 
 class PtyLine:

@@ -10,16 +10,13 @@ finished once it has stopped.
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from tests.conftest import _open_fds
+from tests._guards import cancel_leaked_tasks, guard_fds
 
 from ._rig import Rig, fault_config
 
@@ -27,17 +24,12 @@ from ._rig import Rig, fault_config
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     tmp: Path = tmp_path_factory.mktemp("faults")
-    before = _open_fds()
+    fds = guard_fds("the booth")
+    next(fds)
     async with Rig(fault_config(tmp)) as booth:
         yield booth
-    current = asyncio.current_task()
-    left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for t in left:
-        t.cancel()
-    assert not left, f"the booth left tasks running: {[t.get_name() for t in left]}"
-    gc.collect()
-    leaked = _open_fds() - before
-    assert not leaked, f"the booth left file descriptors open: {sorted(leaked)}"
+    cancel_leaked_tasks("the booth")
+    next(fds, None)
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +38,4 @@ def _no_leaked_fds(request: pytest.FixtureRequest) -> Iterator[None]:
     if "rig" in request.fixturenames:
         yield
         return
-    yield from _guard_fds()
-
-
-def _guard_fds() -> Iterator[None]:
-    gc.collect()
-    before = _open_fds()
-    yield
-    gc.collect()
-    leaked = {}
-    for fd in _open_fds() - before:
-        try:
-            leaked[fd] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-    assert not leaked, f"test leaked file descriptors: {leaked}"
+    yield from guard_fds()

@@ -79,27 +79,11 @@ class ScriptedTcpServer(HostileTcpServer):
         super().__init__(banks)
         self.script: list[Reply_] = []
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        try:
-            while True:
-                header = await reader.readexactly(7)
-                tid, _pid, length, unit = struct.unpack(">HHHB", header)
-                pdu = await reader.readexactly(length - 1)
-                honest = self.banks[1].answer(pdu)
-                if self.script:
-                    writer.write(self.script.pop(0)(tid, unit, pdu, honest))
-                else:
-                    writer.write(struct.pack(">HHHB", tid, 0, len(honest) + 1, unit) + honest)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
+    def respond(self, tid: int, unit: int, pdu: bytes) -> bytes | None:
+        honest = self.banks[1].answer(pdu)
+        if self.script:
+            return self.script.pop(0)(tid, unit, pdu, honest)
+        return struct.pack(">HHHB", tid, 0, len(honest) + 1, unit) + honest
 
 
 @dataclass
