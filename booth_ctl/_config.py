@@ -184,6 +184,12 @@ class BoothConfig(_Strict):
                     f"its output without the supervisor's heartbeat; "
                     f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
                 )
+            if d.kind == "holder_drive" and d.comm_timeout_s is None:
+                raise ValueError(
+                    f"devices.{name}.comm_timeout_s: required for a holder_drive (it withdraws "
+                    f"the part by itself without the supervisor's heartbeat; "
+                    f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
+                )
         stations = {self.holder.load_station: "holder.load_station", self.flux.station: "flux"}
         for name, v in self.vessels.items():
             if kinds.get(v.controller) != "temp_controller":

@@ -215,12 +215,25 @@ class Controller:
         self._stall_seen = stall is True
         if stall is not False:
             present.add("holder_stall")
+        # The drive withdrew by itself (its comm-loss timeout saw no heartbeat): whatever it
+        # was doing for the sequence is void.
+        drive_lost = fresh_bit(snap, f"{n.holder}.comm_lost", n.holder_stale_s)
+        if drive_lost is not False:
+            present.add("holder_comm_lost")
         if self.state in RESTING:
             return
         if estop is None or high is None:
             trips.append(("io_comm_lost", "io_comm_lost", "lost the I/O module's inputs"))
         if stall is True:
             trips.append(("holder_stall", "holder_stall", "holder drive stalled"))
+        if drive_lost is True:
+            trips.append(
+                (
+                    "holder_comm_lost",
+                    "holder_comm_lost",
+                    "holder drive lost the heartbeat and withdrew by itself",
+                )
+            )
 
     def _condition_alarms(
         self, snap: Snapshot, perm: dict[str, bool], o2: O2State, limit: float, ev: list[Event]

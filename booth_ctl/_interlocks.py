@@ -135,6 +135,7 @@ def evaluate(
         "io_ok": is_false(snap, f"{io}.watchdog_tripped", io_s),
         "holder_ok": (
             is_false(snap, f"{hd}.stall", hd_s)
+            and is_false(snap, f"{hd}.comm_lost", hd_s)
             and fresh_value(snap, f"{hd}.z_mm", hd_s) is not None
             and fresh_value(snap, f"{hd}.station", hd_s) is not None
         ),

@@ -3,9 +3,9 @@
 Tasks: one poller per device (fills the process image; full rate unless the booth is at rest),
 the scan (snapshot -> controller -> desired outputs and events; awaits nothing but its tick), one
 writer per Modbus device (writes what changed, re-asserts the rest), one heartbeat per device
-with a watchdog of its own (the I/O module, the heater controllers: only while the scan is
-healthy), the event sink (records, then the MES), telemetry, and the MES link. What starts a
-task cancels and awaits it: leaving ``run`` stops them all.
+with a watchdog of its own (the I/O module, the heater controllers, the holder drive: only while
+the scan is healthy), the event sink (records, then the MES), telemetry, and the MES link. What
+starts a task cancels and awaits it: leaving ``run`` stops them all.
 """
 
 from __future__ import annotations
@@ -409,11 +409,14 @@ class Supervisor:
 
     def _heartbeat_devices(self) -> list[str]:
         return [
-            n for n, d in self.cfg.devices.items() if d.kind in ("remote_io", "temp_controller")
+            n
+            for n, d in self.cfg.devices.items()
+            if d.kind in ("remote_io", "temp_controller", "holder_drive")
         ]
 
     def heartbeat_period_s(self, name: str) -> float:
-        """A quarter of the device's own timeout: its I/O watchdog or its comm-loss timeout."""
+        """A quarter of the device's own timeout: the I/O watchdog, or the comm-loss timeout of a
+        heater controller or the holder drive."""
         dev = self.cfg.devices[name]
         if dev.kind == "remote_io":
             assert dev.watchdog_ms is not None  # required by the booth config

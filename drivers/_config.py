@@ -43,6 +43,10 @@ REST_POLL_HZ_DEFAULT = 10.0
 #: a poll that lags once must not make a healthy device look stale.
 POLLS_PER_STALE = 2
 
+#: The kinds that stop (the heater controller) or withdraw (the holder drive) by themselves after
+#: ``comm_timeout_s`` without the supervisor's heartbeat.
+COMM_TIMEOUT_KINDS = frozenset({"temp_controller", "holder_drive"})
+
 _CommTimeout = Annotated[float, Field(ge=COMM_TIMEOUT_S_MIN, le=COMM_TIMEOUT_S_MAX)]
 
 
@@ -168,15 +172,15 @@ class DeviceConfig(_Strict):
     retries: Annotated[int, Field(ge=0, le=2)] = 2
     #: A reading older than this is STALE (at most STALE_MAX_S_BY_KIND for some kinds).
     stale_s: Annotated[float, Field(gt=0, le=STALE_MAX_S)] = 0.5
-    #: temp_controller: its own comm-loss timeout, written to the controller at connect.
+    #: temp_controller, holder_drive: its own comm-loss timeout, written to it at connect.
     comm_timeout_s: _CommTimeout | None = None
     #: remote_io: its communication watchdog, written to the module at connect.
     watchdog_ms: Annotated[int, Field(ge=WATCHDOG_MS_MIN, le=WATCHDOG_MS_MAX)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:
-        if self.comm_timeout_s is not None and self.kind != "temp_controller":
-            raise ValueError("comm_timeout_s applies to a temp_controller only")
+        if self.comm_timeout_s is not None and self.kind not in COMM_TIMEOUT_KINDS:
+            raise ValueError("comm_timeout_s applies to a temp_controller or a holder_drive only")
         if self.watchdog_ms is not None and self.kind != "remote_io":
             raise ValueError("watchdog_ms applies to a remote_io only")
         stale_max_s = STALE_MAX_S_BY_KIND.get(self.kind, STALE_MAX_S)

@@ -28,6 +28,7 @@ GATEWAY_EXCEPTION_CODES = frozenset({0x0A, 0x0B})
 #: Set-up written on every (re)connect: device kind -> (config field, map point).
 SETUP_POINTS = {
     "temp_controller": ("comm_timeout_s", "comm_timeout_s"),
+    "holder_drive": ("comm_timeout_s", "comm_timeout_s"),
     "remote_io": ("watchdog_ms", "watchdog_timeout_ms"),
 }
 

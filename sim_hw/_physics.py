@@ -134,6 +134,7 @@ class BoothPhysics:
             z_max_mm=cfg.holder.z_max_mm,
             speed_mm_s=cfg.holder.z_fast_speed_mm_s,
             station_travel_s=s.station_travel_s,
+            comm_timeout_s=cfg.devices[self.holder_device].comm_timeout_s,
         )
         self.vacuum_kpa = 0.0
         self.part = PartState()
@@ -484,6 +485,7 @@ class BoothPhysics:
             "holder_z_mm": round(holder.z_mm, 3),
             "holder_moving": bool(holder.bank.get("moving")),
             "holder_stall": holder.stall,
+            "holder_comm_lost": holder.comm_lost,
             "vacuum_kpa": round(self.vacuum_kpa, 2),
             "part_held": part.present,
             "hook_engaged": part.present and self.config.holder.kind in ("chain", "both"),

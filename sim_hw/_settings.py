@@ -50,8 +50,9 @@ REQUIRED_POINTS: dict[str, tuple[str, ...]] = {
     ),
     "remote_io": ("watchdog_refresh", "watchdog_timeout_ms", "watchdog_clear", "watchdog_tripped"),
     "holder_drive": (
-        "station_target", "z_target_mm", "z_speed_mm_s", "fault_reset", "station", "z_mm",
-        "moving", "stall", "limit_top", "limit_bottom", "in_position",
+        "station_target", "z_target_mm", "z_speed_mm_s", "fault_reset", "heartbeat",
+        "comm_timeout_s", "station", "z_mm", "moving", "stall", "limit_top", "limit_bottom",
+        "in_position", "comm_lost",
     ),
 }  # fmt: skip
 

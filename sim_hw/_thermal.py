@@ -11,6 +11,7 @@ import logging
 import math
 
 from ._banks import RegisterBank
+from ._commwatch import HeartbeatWatch
 from ._settings import SimSettings, VesselPhysics
 
 log = logging.getLogger(__name__)
@@ -118,46 +119,24 @@ class TempController:
         self.running = False
         self._integral_pct = 0.0
         self._last_pv_c: float | None = None
-        self._heartbeat = bank.get_raw("heartbeat")
-        self._heartbeat_writes = bank.write_seq("heartbeat")
-        self._heartbeat_age_s = 0.0
-        self._armed = False
+        self._watch = HeartbeatWatch(bank)
         bank.hook_write("run", self._on_run)
 
-    def _heartbeat_fresh(self) -> bool:
-        """Whether the heartbeat counts as fresh right now, between steps: changed since the
-        last step (written just before, or in the same request as ``run``), or young enough."""
-        timeout_s = float(self.bank.get("comm_timeout_s"))
-        return (
-            not self._armed
-            or timeout_s <= 0
-            or self.bank.get_raw("heartbeat") != self._heartbeat
-            or self._heartbeat_age_s < timeout_s
-        )
-
     def _on_run(self, old: int, written: int) -> int:
-        if self.comm_lost and written and not self._heartbeat_fresh():
+        if self.comm_lost and written and not self._watch.fresh_now():
             return 0  # comm lost, heartbeat still stale: the controller stays stopped
         return written
 
     def step(self, dt_s: float, pv_c: float, tc_open: bool) -> float:
         """Advance by ``dt_s``; returns the output % the controller drives its heater with."""
         bank = self.bank
-        if bank.write_seq("heartbeat") != self._heartbeat_writes:
-            self._heartbeat_writes = bank.write_seq("heartbeat")
-            self._armed = True
-        hb = bank.get_raw("heartbeat")
-        if hb != self._heartbeat:
-            self._heartbeat = hb
-            self._heartbeat_age_s = 0.0
-        else:
-            self._heartbeat_age_s += dt_s
-        timeout_s = float(bank.get("comm_timeout_s"))
-        fresh = not self._armed or timeout_s <= 0 or self._heartbeat_age_s < timeout_s
+        fresh = self._watch.step(dt_s)
         if not fresh and not self.comm_lost:
             self.comm_lost = True
             log.warning(
-                "%s: heartbeat unchanged for %.1f s: output off (comm_lost)", self.name, timeout_s
+                "%s: heartbeat unchanged for %.1f s: output off (comm_lost)",
+                self.name,
+                self._watch.timeout_s,
             )
         if self.comm_lost:
             if fresh and bank.get("run"):

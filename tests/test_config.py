@@ -66,6 +66,11 @@ def _refused(data: dict, pattern: str) -> None:
             "comm_timeout_s",
             r"devices\.heater1\.comm_timeout_s: required for a temp_controller .*0\.5-10 s",
         ),
+        (
+            "holder",
+            "comm_timeout_s",
+            r"devices\.holder\.comm_timeout_s: required for a holder_drive \(it withdraws .*0\.5-",
+        ),
     ],
 )
 def test_device_watchdogs_are_required(device: str, key: str, pattern: str) -> None:
@@ -93,6 +98,13 @@ def test_device_watchdogs_are_required(device: str, key: str, pattern: str) -> N
             "comm_timeout_s",
             10.5,
             r"devices\.heater1\.comm_timeout_s: .*less than or equal to 10",
+        ),
+        ("holder", "comm_timeout_s", 0.4, r"devices\.holder\.comm_timeout_s: .*or equal to 0\.5"),
+        (
+            "o2",
+            "comm_timeout_s",
+            1.0,
+            r"devices\.o2: .*comm_timeout_s applies to a temp_controller or a holder_drive only",
         ),
     ],
 )

@@ -72,6 +72,8 @@ class Plant:
     n2_supply_ok: bool = True
     high_limit_ok: bool = True
     stall: bool = False
+    #: The drive reports its own comm-loss timeout expired.
+    drive_comm_lost: bool = False
     vacuum_leak: bool = False
     o2_leak_ppm: float | None = None
     heater_dead: bool = False
@@ -229,6 +231,7 @@ class Plant:
             "holder.z_mm": round(self.z_mm, 1),
             "holder.moving": moving,
             "holder.stall": self.stall,
+            "holder.comm_lost": self.drive_comm_lost,
             "holder.in_position": not moving,
             "holder.limit_top": self.z_mm <= 0.01,
             "holder.limit_bottom": False,

@@ -220,8 +220,18 @@ def test_solder_out_of_band_keeps_the_part_out() -> None:
         (lambda p: p.dev_quality.__setitem__("heater1", Quality.STALE), "temp_stale"),
         (lambda p: p.dev_quality.__setitem__("io", Quality.NO_COMM), "io_comm_lost"),
         (lambda p: setattr(p, "stall", True), "holder_stall"),
+        (lambda p: setattr(p, "drive_comm_lost", True), "holder_comm_lost"),
     ],
-    ids=["tc_open", "estop", "high_limit", "heater_offline", "heater_stale", "io_offline", "stall"],
+    ids=[
+        "tc_open",
+        "estop",
+        "high_limit",
+        "heater_offline",
+        "heater_stale",
+        "io_offline",
+        "stall",
+        "drive_comm_lost",
+    ],
 )
 def test_trip_during_a_dip_withdraws_heater_off_two_paths_and_latches(
     fault: Any, code: str

@@ -122,6 +122,17 @@ def test_supporting_signals_count_too(permissive: str) -> None:
         assert _evaluate(LOADED, signals)[permissive] is False, (name, variant)
 
 
+def test_a_drive_that_lost_comm_voids_holder_ok() -> None:
+    """The drive withdrew by itself (or cannot say it did not): no dip may count on it."""
+    for variant in ["good_unsafe", *VARIANTS[2:]]:
+        signals = _base(LOADED)
+        _variant(signals, "holder.comm_lost", variant, False, True)
+        assert _evaluate(LOADED, signals)["holder_ok"] is False, variant
+    signals = _base(LOADED)
+    _variant(signals, "holder.comm_lost", "good_safe", False, True)
+    assert _evaluate(LOADED, signals)["holder_ok"] is True
+
+
 def test_open_thermocouple_voids_the_temperature() -> None:
     signals = _base(LOADED)
     signals["heater1.tc_open"] = Reading(True, NOW)

@@ -200,24 +200,31 @@ async def test_a_rest_rate_wait_ends_at_once_when_the_booth_becomes_active() -> 
 
 async def test_each_device_is_refreshed_at_a_quarter_of_its_own_timeout(tmp_path: Path) -> None:
     async with running_booth(tmp_path) as r:
-        io, heater = r.loaded.config.devices["io"], r.loaded.config.devices["heater1"]
+        devices = r.loaded.config.devices
+        io, heater, drive = devices["io"], devices["heater1"], devices["holder"]
         assert io.watchdog_ms is not None and heater.comm_timeout_s is not None
+        assert drive.comm_timeout_s is not None
         assert r.sup.heartbeat_period_s("io") == io.watchdog_ms / 1000 / HEARTBEATS_PER_TIMEOUT
         assert r.sup.heartbeat_period_s("heater1") == heater.comm_timeout_s / 4
+        assert r.sup.heartbeat_period_s("holder") == drive.comm_timeout_s / 4
         await _until_idle(r)
-        io_bank, tc_bank = r.sim.bank("io"), r.sim.bank("heater1")
+        io_bank, tc_bank, hd_bank = r.sim.bank("io"), r.sim.bank("heater1"), r.sim.bank("holder")
         io0, tc0 = io_bank.write_seq("watchdog_refresh"), tc_bank.write_seq("heartbeat")
+        hd0 = hd_bank.write_seq("heartbeat")
         holding0 = io_bank.reads["holding"]
         await wait_for(
             lambda: tc_bank.write_seq("heartbeat") >= tc0 + 4,
             timeout_s=10,
             what="four heater heartbeats",
         )
-        # The I/O watchdog (500 ms) is refreshed four times as often as the controller (2 s).
+        # The I/O watchdog (500 ms) is refreshed four times as often as the controller (2 s),
+        # the drive (1 s) twice as often.
         assert io_bank.write_seq("watchdog_refresh") - io0 >= 10
+        assert hd_bank.write_seq("heartbeat") - hd0 >= 6
         # A refresh is answered by its echo: nothing reads the watchdog registers back.
         assert io_bank.reads["holding"] == holding0
-        assert not r.sim.state()["io_watchdog_tripped"]
+        truth = r.sim.state()
+        assert not truth["io_watchdog_tripped"] and not truth["holder_comm_lost"]
 
 
 async def test_a_stop_in_the_bath_withdraws_the_part_and_cuts_the_heater(tmp_path: Path) -> None:

@@ -133,7 +133,8 @@ def required(label: str, phase: str) -> tuple[str, str]:
     goals: list[str] = []
     if dip and withdraw:
         if label == "device_offline:holder":
-            parts.append("unit rejected; the drive withdraws once it answers again")
+            parts.append("unit rejected; the drive withdraws by itself (its comm-loss timeout)")
+            goals.append("part out <= 1 s after the drive's comm_timeout_s")
         elif label == "hoist_stall":
             parts.append("unit rejected; withdrawn once the stall is reset")
         else:
@@ -299,9 +300,8 @@ async def _withdrawal(rig: Rig, out: Outcome, t0: float, since: int) -> None:
     label, phase = out.label, out.phase
     tl = rig.timeline
     flag = "part_in_bath" if phase == "solder" else "part_in_flux"
-    if label in ("hoist_stall", "device_offline:holder"):
-        # The drive cannot move (stalled) or be told to (offline): the part stays in until the
-        # cause is gone, then comes out at once.
+    if label == "hoist_stall":
+        # The drive cannot move: the part stays in until the stall is reset, then comes out.
         await rig.wait(lambda: rig.sink.of("unit_rejected", since), GENEROUS, "unit rejected")
         await rig.holds(lambda: rig.truth()[flag], 0.5, "the part stays with the drive stuck")
         out.notes.append("the part stays in until the drive moves again")
@@ -332,6 +332,13 @@ async def _withdrawal(rig: Rig, out: Outcome, t0: float, since: int) -> None:
         if lost is not None:
             ref = lost.t
             out.measured["hold_lost"] = lost.t - t0
+    elif label == "device_offline:holder":
+        # Nobody can tell the drive anything: it withdraws by itself once its own comm-loss
+        # timeout has seen no heartbeat (the last one came at most a quarter of it before).
+        drive = rig.cfg.devices[rig.cfg.device_of_kind("holder_drive")]
+        assert drive.comm_timeout_s is not None
+        ref = t0 + drive.comm_timeout_s
+        out.measured["comm_timeout"] = drive.comm_timeout_s
     elif label in ("o2_analyzer_silent", "device_offline:o2"):
         # The last line before the silence plus the analyzer's stale bound: when the reading
         # stops being believable.
@@ -345,7 +352,7 @@ async def _withdrawal(rig: Rig, out: Outcome, t0: float, since: int) -> None:
     out.measured["withdraw_start"] = _after(start, ref)
     out.measured["part_out"] = _after(gone, ref)
     w, g = _after(start, ref), _after(gone, ref)
-    if label in ("hoist_stall", "device_offline:holder"):
+    if label == "hoist_stall":
         # From the clear: a stall waits for the supervisor's next drive reset (every 2 s).
         if g is None or g > STALL_RETRY_S + PART_OUT_S:
             out.missed.append(f"part out {g} s after the drive was back")

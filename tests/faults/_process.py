@@ -22,6 +22,9 @@ from devkit.booth import BoothStack
 
 #: The I/O module's watchdog (500 ms) must have the outputs safe within this of the hang.
 WATCHDOG_SAFE_S = 1.0
+#: After the drive's own comm-loss timeout, the part is out within this (CONTRACT s.4's "at once"
+#: by the layer that is left).
+DRIVE_PART_OUT_S = 1.0
 RESTART_TIMEOUT_S = 30.0
 
 
@@ -29,10 +32,11 @@ RESTART_TIMEOUT_S = 30.0
 class ProcessOutcome:
     what: str
     response: str = (
-        "I/O watchdog drops the outputs (heater contactor open); after restart `stopped`, "
-        "outputs safe, the job recorded aborted"
+        "I/O watchdog drops the outputs (heater contactor open); the drive withdraws the part "
+        "by itself (its comm-loss timeout); after restart `stopped`, outputs safe, the job "
+        "recorded aborted"
     )
-    goal: str = "contactor open <= 1 s"
+    goal: str = "contactor open <= 1 s; part out <= 1 s after the drive's comm_timeout_s"
     measured: dict[str, float | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -60,6 +64,10 @@ class Booth:
         self.stack = stack
         self.client = client
         self._lots = 0
+        cfg = load_config(stack.config).config
+        timeout_s = cfg.devices[cfg.device_of_kind("holder_drive")].comm_timeout_s
+        assert timeout_s is not None  # required by the booth config
+        self.drive_comm_timeout_s = timeout_s
 
     async def command(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return await send_command(self.client, self.stack.booth_id, name, args or {}, 5.0)
@@ -136,8 +144,19 @@ async def outputs_safe(
         lambda: not any(v["running"] for v in booth.stack.sim_state()["vessels"].values()),
     )
     out.measured["controller_stopped"] = time.monotonic() - t0
-    if booth.stack.sim_state()["part_in_bath"]:
-        out.notes.append("the part stays in the bath until the supervisor is back")
+    # The drive's own comm-loss timeout is the third layer: it lifts the part out by itself.
+    await booth.until(
+        "the drive to withdraw the part by itself",
+        10.0,
+        lambda: not booth.stack.sim_state()["part_in_bath"],
+    )
+    took = time.monotonic() - t0
+    out.measured["part_out"] = took
+    drive = booth.drive_comm_timeout_s
+    if took > drive + DRIVE_PART_OUT_S:
+        out.problems.append(
+            f"part out {took:.2f} s after the stop (drive comm_timeout_s {drive:g} s)"
+        )
 
 
 async def after_restart(booth: Booth, lot: str, out: ProcessOutcome) -> None:

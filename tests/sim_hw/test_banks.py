@@ -47,9 +47,9 @@ def test_raw_access_is_limited_to_mapped_addresses() -> None:
         bank.read("input", 0, 4)
     with pytest.raises(AddressError):
         bank.read("coil", 0, 1)
-    with pytest.raises(AddressError):  # an input is not writable, and nothing is half-written
-        bank.write("holding", 2, [1, 2, 3])
-    assert bank.get("z_speed_mm_s") == 0
+    with pytest.raises(AddressError):  # holding 6 is not mapped, and nothing is half-written
+        bank.write("holding", 4, [1, 2, 3])
+    assert bank.get("heartbeat") == 0 and bank.get("comm_timeout_s") == 0
 
 
 def test_master_writes_are_counted_even_with_the_same_value() -> None:
@@ -77,8 +77,8 @@ def test_a_write_hook_decides_what_the_device_keeps_at_the_write() -> None:
     assert bank.get("z_target_mm") == pytest.approx(50.0)  # kept, not written
     assert seen == [(0, 900, pytest.approx(10.0))]
     assert bank.write_seq("z_target_mm") == 1  # still a master's write
-    with pytest.raises(AddressError):  # refused requests reach no hook
-        bank.write("holding", 1, [1, 2, 3, 4])
+    with pytest.raises(AddressError):  # refused requests (holding 6 is unmapped) reach no hook
+        bank.write("holding", 1, [1, 2, 3, 4, 5, 6])
     assert len(seen) == 1
     with pytest.raises(KeyError):
         bank.hook_write("nope", capped)

@@ -174,6 +174,38 @@ def test_run_and_a_fresh_heartbeat_in_one_request_resume_the_controller(
     assert not tc.get("comm_lost") and tc.get("running")
 
 
+def test_the_drive_withdraws_by_itself_when_the_heartbeat_lapses(physics: BoothPhysics) -> None:
+    h = physics.banks["holder"]
+    timeout_s = float(h.get("comm_timeout_s"))
+    assert timeout_s == 1.0  # from the booth config
+    # Nobody has talked to the drive yet: nothing to lose, it stays where it is told.
+    h.write_point("z_target_mm", 100.0)
+    physics.step(timeout_s + 1.0)
+    assert h.get("z_mm") == pytest.approx(100.0) and not h.get("comm_lost")
+    h.write_point("heartbeat", 1)  # armed
+    physics.step(timeout_s - 0.1)
+    assert h.get("z_mm") == pytest.approx(100.0) and not h.get("comm_lost")
+    physics.step(0.2)
+    assert h.get("comm_lost")
+    assert h.get("z_target_mm") == 0.0  # its own target: the top
+    speed = physics.config.holder.z_fast_speed_mm_s
+    run_until(physics, lambda: h.get("limit_top"), max_s=100.0 / speed + 0.5, what="at the top")
+    assert physics.state()["holder_comm_lost"]
+    # A master with a stale heartbeat cannot send it down again: refused at the write ...
+    h.write_point("z_target_mm", 100.0)
+    assert h.get("z_target_mm") == 0.0
+    physics.step(0.5)
+    assert h.get("z_mm") == 0.0
+    # ... a fresh heartbeat clears comm_lost, and the master's targets count from its next write.
+    h.write_point("heartbeat", 2)
+    h.write_point("z_target_mm", 30.0)
+    assert h.get("z_target_mm") == pytest.approx(30.0)
+    physics.step(0.05)
+    assert not h.get("comm_lost")
+    run_until(physics, lambda: h.get("in_position"), max_s=2.0, what="lowered again")
+    assert h.get("z_mm") == pytest.approx(30.0)
+
+
 def test_holder_moves_station_only_at_the_top(physics: BoothPhysics) -> None:
     h = physics.banks["holder"]
     h.write_point("z_target_mm", 50.0)
