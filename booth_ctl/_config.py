@@ -258,6 +258,35 @@ def load_config(path: str | Path) -> LoadedConfig:
     return config_from_dict(data, p)
 
 
+#: Points of a device's own safety layer, by kind: written (w) or read (r) by the supervisor. A map
+#: without one would switch that layer off without a word, so the booth config refuses it.
+SAFETY_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "remote_io": (
+        ("watchdog_refresh", "w"),
+        ("watchdog_timeout_ms", "w"),
+        ("watchdog_clear", "w"),
+        ("watchdog_tripped", "r"),
+    ),
+    "temp_controller": (("heartbeat", "w"), ("comm_timeout_s", "w"), ("comm_lost", "r")),
+    "holder_drive": (("heartbeat", "w"), ("comm_timeout_s", "w"), ("comm_lost", "r")),
+}
+
+
+def _safety_point_problems(name: str, kind: str, regmap: RegisterMap) -> list[str]:
+    problems = []
+    for point, access in SAFETY_POINTS.get(kind, ()):
+        if access == "r" and (point in regmap.points or point in regmap.bits):
+            continue
+        if access == "w" and point in regmap.points and regmap.points[point].writable:
+            continue
+        what = "a writable point" if access == "w" else "a point or bit"
+        problems.append(
+            f"devices.{name}.map: map {regmap.name!r} has no {what} {point!r} "
+            f"(the {kind}'s own safety layer needs it)"
+        )
+    return problems
+
+
 def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
     try:
         cfg = BoothConfig.model_validate(data)
@@ -273,6 +302,8 @@ def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
             maps[name] = load_register_map(map_path)
         except ConfigError as exc:
             problems.append(f"devices.{name}.map: {exc}")
+            continue
+        problems.extend(_safety_point_problems(name, dev.kind, maps[name]))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return LoadedConfig(path, cfg, maps)

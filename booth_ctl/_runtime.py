@@ -156,6 +156,8 @@ class Supervisor:
         #: Set while the booth is not at rest: the pollers run at full rate (see ``at_rest``).
         self._active = asyncio.Event()
         self._active.set()
+        self._holder_z_key = f"{self.cfg.device_of_kind('holder_drive')}.z_mm"
+        self._holder_up_max_mm = self.cfg.holder.z_travel_mm + 1.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,10 +217,8 @@ class Supervisor:
         log.error("stopping with the holder not confirmed up after %.0f s", STOP_GRACE_S)
 
     def _holder_up(self) -> bool:
-        z = self.signals.get(f"{self.cfg.device_of_kind('holder_drive')}.z_mm")
-        return (
-            z is not None and z.good and float(z.value or 0.0) <= self.cfg.holder.z_travel_mm + 1.0
-        )
+        z = self.signals.get(self._holder_z_key)
+        return z is not None and z.good and float(z.value or 0.0) <= self._holder_up_max_mm
 
     def _all_written(self) -> bool:
         return all(o.desired == o.written for o in self._outputs.values())

@@ -38,7 +38,7 @@ COMM_TIMEOUT_S_MIN, COMM_TIMEOUT_S_MAX = 0.5, 10.0
 #: The poll rate while the booth is at rest (``rest_poll_hz``), unless the config says otherwise:
 #: nothing moves and no part is exposed, so the inputs only gate the next command and feed
 #: alarms whose goals are a second or more.
-REST_POLL_HZ_DEFAULT = 10.0
+REST_POLL_HZ_DEFAULT = 5.0
 #: Every reading must be refreshed at least this often within its ``stale_s``, at either rate:
 #: a poll that lags once must not make a healthy device look stale.
 POLLS_PER_STALE = 2
@@ -211,7 +211,7 @@ class DeviceConfig(_Strict):
 
     @property
     def rest_hz(self) -> float:
-        """The poll rate at rest: ``rest_poll_hz``, else 10 Hz (never above ``poll_hz``, never
+        """The poll rate at rest: ``rest_poll_hz``, else 5 Hz (never above ``poll_hz``, never
         too slow for ``stale_s``)."""
         if self.rest_poll_hz is not None:
             return self.rest_poll_hz

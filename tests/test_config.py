@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -50,6 +51,31 @@ def test_missing_map_file_is_named(tmp_path: Path) -> None:
     data["devices"]["io"]["map"] = "maps/nope.toml"
     with pytest.raises(ConfigError, match=r"devices\.io\.map: .*nope\.toml.*cannot read"):
         config_from_dict(data, CONFIG / "booth-sim.toml")
+
+
+@pytest.mark.parametrize(
+    ("device", "map_name", "point", "pattern"),
+    [
+        ("holder", "holder-generic.toml", "heartbeat", r"writable point 'heartbeat'"),
+        ("heater1", "tc-generic.toml", "comm_timeout_s", r"writable point 'comm_timeout_s'"),
+        ("io", "io-generic.toml", "watchdog_tripped", r"a point or bit 'watchdog_tripped'"),
+    ],
+)
+def test_a_map_without_a_safety_layer_point_is_refused(
+    tmp_path: Path, device: str, map_name: str, point: str, pattern: str
+) -> None:
+    regmap = tomllib.loads((CONFIG / "maps" / map_name).read_text())
+    regmap["points"].pop(point, None)
+    regmap.get("bits", {}).pop(point, None)
+    lines = [f"name = {regmap['name']!r}"]
+    for section in ("points", "bits"):
+        for name, fields in regmap.get(section, {}).items():
+            lines.append(f"[{section}.{name}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
+    (tmp_path / map_name).write_text("\n".join(lines) + "\n")
+    data = _sim_dict()
+    data["devices"][device]["map"] = str(tmp_path / map_name)
+    _refused(data, rf"devices\.{device}\.map: map .* has no .*{pattern} \(the .*safety layer")
 
 
 def _refused(data: dict, pattern: str) -> None:
@@ -153,15 +179,15 @@ def test_stale_s_caps_are_inclusive() -> None:
     config_from_dict(data, CONFIG / "booth-sim.toml")
 
 
-def test_the_rest_poll_rate_defaults_to_10_hz_within_poll_hz_and_stale_s() -> None:
+def test_the_rest_poll_rate_defaults_to_5_hz_within_poll_hz_and_stale_s() -> None:
     cfg = load_config(CONFIG / "booth-sim.toml").config
-    assert cfg.devices["io"].rest_hz == 10.0
-    assert cfg.devices["heater1"].rest_hz == 10.0  # poll_hz is 10 already
+    assert cfg.devices["io"].rest_hz == 5.0
+    assert cfg.devices["heater1"].rest_hz == 5.0
     data = _sim_dict()
-    data["devices"]["io"]["poll_hz"] = 5.0
+    data["devices"]["io"]["poll_hz"] = 4.0
     data["devices"]["holder"]["stale_s"] = 0.1  # a tight bound needs 20 polls a second
     cfg = config_from_dict(data, CONFIG / "booth-sim.toml").config
-    assert cfg.devices["io"].rest_hz == 5.0
+    assert cfg.devices["io"].rest_hz == 4.0
     assert cfg.devices["holder"].rest_hz == 20.0
     data = _sim_dict()
     data["devices"]["io"]["rest_poll_hz"] = 50.0  # rest polling can be switched off

@@ -163,16 +163,16 @@ async def test_at_rest_the_devices_are_polled_slower_and_a_job_brings_full_rate_
 ) -> None:
     async with running_booth(tmp_path) as r:
         io = r.loaded.config.devices["io"]
-        assert io.rest_hz == 10.0 < io.poll_hz == 50.0
+        assert io.rest_hz == 5.0 < io.poll_hz == 50.0
         await _until_idle(r)
         await wait_for(lambda: r.sup.at_rest, timeout_s=2, what="at rest in idle")
         # Discrete inputs are read by the poller alone (no write reads them back). Ten polls take
-        # 0.9 s at the rest rate, 0.18 s at full rate; a slow machine only makes them longer.
+        # 1.8 s at the rest rate, 0.18 s at full rate; a slow machine only makes them longer.
         assert await _time_for_reads(r, "io", "discrete", 10, timeout_s=10) >= 0.6
 
         r.sup.controller.start_job("LOT-RATE", "demo", _demo(r), 1)
         await wait_for(lambda: not r.sup.at_rest, timeout_s=1, what="full rate once started")
-        # Fifty polls take 1 s at full rate, 5 s at the rest rate.
+        # Fifty polls take 1 s at full rate, 10 s at the rest rate.
         assert await _time_for_reads(r, "io", "discrete", 50, timeout_s=10) < 3.0
         assert r.sup.controller.state in ("starting", "execute")
 
