@@ -124,7 +124,8 @@ AT_STEPS = (Step.DIP_DWELL, Step.DIP_ENTER, Step.DIP_DWELL, *DIP_STEPS)
 AT_SCANS = (0, 1, 3, 10, 25, 40)
 #: Causes that only the controller's own view gives (extra to the physics', never instead).
 CONTROLLER_CAUSES = frozenset({"ctl_tripped", "ctl_not_dipping", "ctl_resting"})
-HEATER_CAUSES = frozenset(
+#: Trips: each cuts the heater and withdraws a part.
+TRIP_CAUSES = frozenset(
     {
         "tc_open",
         "over_temp",
@@ -139,31 +140,10 @@ HEATER_CAUSES = frozenset(
         "no_rise",
         "restart",
         "ctl_tripped",
-        "ctl_resting",
     }
 )
-WITHDRAW_CAUSES = frozenset(
-    {
-        "door_open",
-        "estop",
-        "o2_over",
-        "o2_stale",
-        "hold_lost",
-        "high_limit",
-        "tc_open",
-        "over_temp",
-        "heater_offline",
-        "comm_lost",
-        "io_offline",
-        "io_watchdog",
-        "stuck_on",
-        "runaway",
-        "no_rise",
-        "restart",
-        "ctl_tripped",
-        "ctl_not_dipping",
-    }
-)
+HEATER_CAUSES = TRIP_CAUSES | {"ctl_resting"}
+WITHDRAW_CAUSES = TRIP_CAUSES | {"door_open", "o2_over", "o2_stale", "hold_lost", "ctl_not_dipping"}
 #: At entry, on top of every withdraw condition.
 ENTRY_CAUSES = WITHDRAW_CAUSES | {"exhaust_off"}
 

@@ -19,6 +19,7 @@ import aiomqtt
 from booth_ctl._client import NoReply, mqtt_client, send_command
 from booth_ctl._config import load_config
 from devkit.booth import BoothStack
+from tests._util import wait_for
 
 #: The I/O module's watchdog (500 ms) must have the outputs safe within this of the hang.
 WATCHDOG_SAFE_S = 1.0
@@ -81,32 +82,31 @@ class Booth:
         return result
 
     async def until(self, what: str, timeout_s: float, check: Any) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-            await asyncio.sleep(0.01)
+        return await wait_for(check, timeout_s=timeout_s, what=what, interval_s=0.01)
 
     async def to_idle(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        last: dict[str, Any] = {}
+
+        async def advance() -> bool:
+            """Idle and ready, or the next command towards it."""
             st = await self.status()
+            last["status"] = st
             state = st["state"] if st else None
             if state == "idle" and st and st.get("ready"):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"booth not idle within {timeout_s} s: {st}")
+                return True
             if state == "aborted":
                 await self.command("ack_alarm", {"alarm_id": "all"})
                 await self.command("clear")
             elif state in ("stopped", "complete"):
                 await self.command("reset")
-            await asyncio.sleep(0.2)
+            return False
+
+        try:
+            await wait_for(advance, timeout_s=timeout_s, what="booth idle", interval_s=0.2)
+        except AssertionError:
+            raise AssertionError(
+                f"booth not idle within {timeout_s} s: {last.get('status')}"
+            ) from None
 
     async def dip(self) -> str:
         """Start a job and return its lot once the part is in the solder (the truth says)."""

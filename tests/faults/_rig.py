@@ -26,6 +26,7 @@ from booth_ctl._runtime import Supervisor
 from devkit.config import render_config
 from drivers import Quality
 from sim_hw import SimBooth
+from tests._util import wait_for
 
 #: The recipe's O2 limit; the leak steps the booth well over it.
 O2_LIMIT_PPM = 1000.0
@@ -266,19 +267,18 @@ class Rig:
         seq = self.sup.controller._seq
         return None if seq is None else seq.step.value
 
-    async def wait(self, check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(
-                    f"timed out after {timeout_s} s waiting for {what}; state {self.state}, "
-                    f"step {self.step_name()}, faults {self.sim.physics.faults.names()}, "
-                    f"alarms {[a['id'] for a in self.sup.controller.status()['alarms']]}"
-                )
-            await asyncio.sleep(0.005)
+    async def wait(
+        self, check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.005
+    ) -> Any:
+        """``wait_for``, its failure naming the booth's state, step, faults and alarms too."""
+        try:
+            return await wait_for(check, timeout_s=timeout_s, what=what, interval_s=interval_s)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; state {self.state}, step {self.step_name()}, "
+                f"faults {self.sim.physics.faults.names()}, "
+                f"alarms {[a['id'] for a in self.sup.controller.status()['alarms']]}"
+            ) from None
 
     async def holds(self, check: Callable[[], Any], duration_s: float, what: str) -> None:
         """``check`` stays true for ``duration_s`` (something that must not happen, doesn't)."""
@@ -293,10 +293,11 @@ class Rig:
         """From wherever the last case left the booth: faults cleared, then ``idle`` and ready."""
         self.sim.clear()
         ctl = self.sup.controller
-        deadline = time.monotonic() + timeout_s
-        while not (ctl.state == "idle" and ctl.ready):
-            if time.monotonic() > deadline:
-                await self.wait(lambda: False, 0.0, "idle and ready again")
+
+        def advance() -> bool:
+            """Idle and ready, or the next command towards it."""
+            if ctl.state == "idle" and ctl.ready:
+                return True
             st = ctl.state
             with contextlib.suppress(CommandRefused):
                 if st in JOB:
@@ -306,7 +307,9 @@ class Rig:
                     ctl.clear()
                 elif st in ("stopped", "complete"):
                     ctl.reset()
-            await asyncio.sleep(0.05)
+            return False
+
+        await self.wait(advance, timeout_s, "idle and ready again", interval_s=0.05)
 
     async def start_job(self, units: int = 2) -> int:
         """A job of ``units``; returns the index of its first event."""
