@@ -20,7 +20,7 @@ from typing import Any
 
 import aiomqtt
 
-from booth_ctl._client import mqtt_client, send_command
+from booth_ctl.links.mqtt._client import mqtt_client, send_command
 
 from .booth import BoothStack
 
@@ -135,7 +135,7 @@ def _summary(job: dict[str, Any], elapsed_s: float) -> str:
 
 async def drive(stack: BoothStack, units: int, recipe: str) -> bool:
     root = f"booth/{stack.booth_id}/"
-    from booth_ctl._config import load_config
+    from booth_ctl.config._booth import load_config
 
     mqtt = load_config(stack.config).config.mqtt
     watch = Watch(root, units)

@@ -32,7 +32,7 @@ STALE_MAX_S_BY_KIND: MappingProxyType[str, float] = MappingProxyType(
 )
 #: Bounds of the devices' own watchdogs (CONTRACT s.4: they make the outputs safe by themselves
 #: when the supervisor goes silent, so they must be short, and never 0 = disabled). The booth
-#: config requires them for these kinds (``booth_ctl._config``).
+#: config requires them for these kinds (``booth_ctl.config._booth``).
 WATCHDOG_MS_MIN, WATCHDOG_MS_MAX = 100, 2000
 COMM_TIMEOUT_S_MIN, COMM_TIMEOUT_S_MAX = 0.5, 10.0
 #: The poll rate while the booth is at rest (``rest_poll_hz``), unless the config says otherwise:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from booth_ctl._config import config_from_dict, load_config
+from booth_ctl.config._booth import config_from_dict, load_config
 from drivers import ConfigError
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from booth_ctl._commands import COMMANDS, ERROR_CODES
-from booth_ctl._config import (
+from booth_ctl.commands._dispatcher import COMMANDS, ERROR_CODES
+from booth_ctl.config._booth import (
     BoothConfig,
     BoothGeometry,
     FluxConfig,
@@ -23,7 +23,7 @@ from booth_ctl._config import (
     TelemetryConfig,
     VesselConfig,
 )
-from booth_ctl._recipe import DipStep, FluxStep, Recipe
+from booth_ctl.config._recipe import DipStep, FluxStep, Recipe
 from drivers import DeviceConfig
 from tests._util import ROOT
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from booth_ctl._config import load_config
-from booth_ctl._records import RecordStore
+from booth_ctl.config._booth import load_config
+from booth_ctl.records._store import RecordStore
 from tests.booth_ctl._mes_helpers import FakeController, running_link
 
 

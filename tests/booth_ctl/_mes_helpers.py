@@ -15,12 +15,12 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from booth_ctl._commands import Dispatcher, RecipeBook, recipe_check
-from booth_ctl._config import LoadedConfig, load_config
-from booth_ctl._events import CommandRefused
-from booth_ctl._mes import NODELAY, MesLink
-from booth_ctl._recorder import Records
-from booth_ctl._records import RecordStore
+from booth_ctl.commands._dispatcher import Dispatcher, RecipeBook, recipe_check
+from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.links.mqtt._link import NODELAY, MesLink
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import RecordStore
 from tests._util import render_config
 
 REPLY_TIMEOUT_S = 5.0

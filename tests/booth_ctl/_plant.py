@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from booth_ctl._config import LoadedConfig, config_from_dict
-from booth_ctl._image import Snapshot
+from booth_ctl.config._booth import LoadedConfig, config_from_dict
+from booth_ctl.control._image import Snapshot
 from drivers import Quality, Reading
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,7 +284,7 @@ class Loop:
 
 def new_loop(**limits: Any) -> Loop:
     loaded = sim_config(**limits)
-    from booth_ctl._controller import Controller
+    from booth_ctl.control._controller import Controller
 
     return Loop(Plant(loaded), Controller(loaded))
 
@@ -301,7 +301,7 @@ def idle_loop(**limits: Any) -> Loop:
 def demo_recipe(loaded: LoadedConfig, **changes: Any) -> Any:
     import tomllib
 
-    from booth_ctl._recipe import recipe_from_dict
+    from booth_ctl.config._recipe import recipe_from_dict
 
     data = tomllib.loads((CONFIG / "recipes" / "demo.toml").read_text(encoding="utf-8"))
     dip = dict(data["dips"][0])

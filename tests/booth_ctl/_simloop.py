@@ -3,7 +3,8 @@
 Each scan the harness reads the register banks into a snapshot, as the pollers would, calls
 ``scan``, writes the outputs back as a Modbus master would, and refreshes the heartbeats.
 
-With ``runtime=True`` it also does what the runtime adds around the scan (booth_ctl._runtime):
+With ``runtime=True`` it also does what the runtime adds around the scan
+(booth_ctl.runtime._supervisor):
 every output is written again every ``REASSERT_PERIOD_S`` even unchanged, and a tripped I/O
 watchdog is re-armed only in ``stopped``/``aborted`` (in any other state it trips the
 controller). ``restart`` replaces the controller as a supervisor (re)start does, and
@@ -16,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from booth_ctl._config import LoadedConfig, load_config
-from booth_ctl._controller import Controller
-from booth_ctl._image import Snapshot
-from booth_ctl._runtime import REASSERT_PERIOD_S
+from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._image import Snapshot
+from booth_ctl.runtime._supervisor import REASSERT_PERIOD_S
 from drivers import Quality, Reading
 from sim_hw._physics import BoothPhysics
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from booth_ctl._records import RecordStore
+from booth_ctl.records._store import RecordStore
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from booth_ctl._records import RecordStore
-from booth_ctl.cli import format_status, main
+from booth_ctl.cli._main import format_status, main
+from booth_ctl.records._store import RecordStore
 from tests._util import CONFIG_DIR, render_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -300,7 +300,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...], capsys: pytest.CaptureFixtur
 def test_log_lines_are_one_line_with_journal_priority() -> None:
     import logging
 
-    from booth_ctl.cli import OneLineFormatter
+    from booth_ctl.cli._main import OneLineFormatter
 
     try:
         raise ValueError("bad\nthing")
@@ -316,7 +316,7 @@ def test_log_lines_are_one_line_with_journal_priority() -> None:
 
 
 def test_watch_frame_renders_state_permissives_alarms_and_trends() -> None:
-    from booth_ctl._watch import BoothView, render, sparkline
+    from booth_ctl.cli._watch import BoothView, render, sparkline
 
     view = BoothView("b1")
     view.apply("online", True, 0.0)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._controller import Controller
-from booth_ctl._events import CommandRefused
-from booth_ctl._image import Snapshot
-from booth_ctl._sequencer import Step
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.control._image import Snapshot
+from booth_ctl.control._sequencer import Step
 from drivers import Quality, Reading
 from tests.booth_ctl._plant import Loop, Plant, demo_recipe, idle_loop, new_loop, sim_config
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from booth_ctl._config import LimitsConfig
-from booth_ctl._heater_verify import (
+from booth_ctl.config._booth import LimitsConfig
+from booth_ctl.control._heater_verify import (
     COMM_LOST,
     ENABLE_GRACE_S,
     NO_RISE,
@@ -23,7 +23,7 @@ from booth_ctl._heater_verify import (
     TEMP_STALE,
     HeaterVerifier,
 )
-from booth_ctl._image import Snapshot
+from booth_ctl.control._image import Snapshot
 from drivers import Quality, Reading
 
 LIMITS = LimitsConfig()

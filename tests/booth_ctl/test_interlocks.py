@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._config import LoadedConfig, config_from_dict
-from booth_ctl._image import Names, Snapshot
-from booth_ctl._interlocks import O2Monitor, O2State, evaluate, temperatures
+from booth_ctl.config._booth import LoadedConfig, config_from_dict
+from booth_ctl.control._image import Names, Snapshot
+from booth_ctl.control._interlocks import O2Monitor, O2State, evaluate, temperatures
 from drivers import Quality, Reading
 from tests.booth_ctl._plant import CONFIG, Plant, sim_config
 

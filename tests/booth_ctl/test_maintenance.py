@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from booth_ctl import _daemon
-from booth_ctl._config import LoadedConfig, RecordsConfig, load_config
-from booth_ctl._controller import Controller
-from booth_ctl._events import CommandRefused
-from booth_ctl._records import Purged, RecordStore
+from booth_ctl.config._booth import LoadedConfig, RecordsConfig, load_config
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.records._store import Purged, RecordStore
+from booth_ctl.runtime import _daemon
 from devkit.broker import Broker
 from tests._util import render_config, wait_for
 from tests.booth_ctl._plant import Loop, demo_recipe, idle_loop, new_loop

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from booth_ctl._controller import Controller
+from booth_ctl.control._controller import Controller
 from devkit.broker import Broker
 from tests.booth_ctl._mes_helpers import Mes, booth_config, mes_client, running_link
 

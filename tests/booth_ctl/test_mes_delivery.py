@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._config import LoadedConfig
-from booth_ctl._events import Event
-from booth_ctl._mes import records_and_link
-from booth_ctl._recorder import Records
-from booth_ctl._records import RecordStore
+from booth_ctl.config._booth import LoadedConfig
+from booth_ctl.control._events import Event
+from booth_ctl.links.mqtt._link import records_and_link
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import RecordStore
 from devkit.broker import Broker
 from tests._util import ROOT, wait_for
 from tests.booth_ctl._mes_helpers import FakeController, booth_config, mes_client, running_link

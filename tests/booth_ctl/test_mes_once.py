@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._config import LoadedConfig
-from booth_ctl._mes import records_and_link
-from booth_ctl._records import RecordStore
+from booth_ctl.config._booth import LoadedConfig
+from booth_ctl.links.mqtt._link import records_and_link
+from booth_ctl.records._store import RecordStore
 from devkit.broker import Broker
 from tests._util import ROOT
 from tests.booth_ctl._mes_helpers import (
@@ -144,10 +144,10 @@ async def test_a_refusal_answers_its_repeat_after_a_restart(tmp_path: Path, brok
 DIES_IN_RESET = textwrap.dedent(
     """
     import asyncio, json, os, signal, sys
-    from booth_ctl._commands import Dispatcher, RecipeBook, recipe_check
-    from booth_ctl._config import load_config
-    from booth_ctl._recorder import Records
-    from booth_ctl._records import RecordStore
+    from booth_ctl.commands._dispatcher import Dispatcher, RecipeBook, recipe_check
+    from booth_ctl.config._booth import load_config
+    from booth_ctl.records._recorder import Records
+    from booth_ctl.records._store import RecordStore
     from tests.booth_ctl._mes_helpers import FakeController
 
     class DiesInReset(FakeController):

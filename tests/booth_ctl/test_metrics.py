@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from booth_ctl._config import BoothConfig, MetricsConfig, load_config
-from booth_ctl._image import Snapshot
-from booth_ctl._metrics import BoothCollector, MetricsServer
-from booth_ctl._scanstats import ScanStats
+from booth_ctl.config._booth import BoothConfig, MetricsConfig, load_config
+from booth_ctl.control._image import Snapshot
+from booth_ctl.runtime._metrics import BoothCollector, MetricsServer
+from booth_ctl.runtime._scanstats import ScanStats
 from devkit.booth import BoothStack
 from drivers import Quality, Reading
 from tests._util import free_port, render_config, wait_for

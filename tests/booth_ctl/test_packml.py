@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._controller import Controller
-from booth_ctl._events import CommandRefused
-from booth_ctl._packml import ACCEPTS, JOB, STATES, TARGET
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.control._packml import ACCEPTS, JOB, STATES, TARGET
 from tests.booth_ctl._plant import Loop, demo_recipe, idle_loop
 
 COMMANDS = ("reset", "start", "hold", "unhold", "stop", "abort", "clear")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._alloys import ALLOYS, FLUX_AUTOIGNITION_C
-from booth_ctl._config import LoadedConfig, config_from_dict, load_config
-from booth_ctl._recipe import RecipeError, load_recipe, recipe_from_dict
+from booth_ctl.config._alloys import ALLOYS, FLUX_AUTOIGNITION_C
+from booth_ctl.config._booth import LoadedConfig, config_from_dict, load_config
+from booth_ctl.config._recipe import RecipeError, load_recipe, recipe_from_dict
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 

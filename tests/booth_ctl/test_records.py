@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from booth_ctl import _records as records_module
-from booth_ctl._events import Event
-from booth_ctl._migrations import MIGRATIONS, SchemaError, migrate, schema_version
-from booth_ctl._recorder import Records
-from booth_ctl._records import CRASH_ABORT_REASON, Purged, RecordStore, recipe_hash
+from booth_ctl.control._events import Event
+from booth_ctl.records import _store as records_module
+from booth_ctl.records._migrations import MIGRATIONS, SchemaError, migrate, schema_version
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import CRASH_ABORT_REASON, Purged, RecordStore, recipe_hash
 
 DAY = 86_400.0
 
@@ -372,7 +372,7 @@ def test_dip_counts_since_the_last_refresh(store: RecordStore) -> None:
 
 
 class _Clock:
-    """A virtual wall clock for the store (``time.time()`` of booth_ctl._records)."""
+    """A virtual wall clock for the store (``time.time()`` of booth_ctl.records._store)."""
 
     def __init__(self, t: float = 1_000_000.0) -> None:
         self.t = t

@@ -15,10 +15,15 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._config import LoadedConfig, load_config
-from booth_ctl._events import Event
-from booth_ctl._recipe import load_recipe
-from booth_ctl._runtime import HEARTBEATS_PER_TIMEOUT, REASSERT_PERIOD_S, PollPacer, Supervisor
+from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.config._recipe import load_recipe
+from booth_ctl.control._events import Event
+from booth_ctl.runtime._supervisor import (
+    HEARTBEATS_PER_TIMEOUT,
+    REASSERT_PERIOD_S,
+    PollPacer,
+    Supervisor,
+)
 from drivers import Quality
 from sim_hw import SimBooth
 from tests._util import CONFIG_DIR, render_config, wait_for

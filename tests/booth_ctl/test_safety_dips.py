@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._recipe import Recipe
-from booth_ctl._sequencer import Mode, Plant, Sequencer, Step
+from booth_ctl.config._recipe import Recipe
+from booth_ctl.control._sequencer import Mode, Plant, Sequencer, Step
 from tests.booth_ctl._plant import CONFIG, Loop, idle_loop, sim_config
 
 TOP = 0.0

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from booth_ctl._scanstats import ScanStats
-from booth_ctl._ticker import Ticker
+from booth_ctl.runtime._scanstats import ScanStats
+from booth_ctl.runtime._ticker import Ticker
 
 
 async def test_ticks_follow_the_period_grid() -> None:

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from booth_ctl._events import CommandRefused
-from booth_ctl._sequencer import Step
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.control._sequencer import Step
 from drivers import Quality
 from tests.booth_ctl._plant import Loop, demo_recipe, idle_loop
 
@@ -257,7 +257,7 @@ class BoothMachine(RuleBasedStateMachine):
 
     @invariant()
     def state_is_a_packml_state(self) -> None:
-        from booth_ctl._packml import STATES
+        from booth_ctl.control._packml import STATES
 
         assert self.loop.ctl.state in STATES
 

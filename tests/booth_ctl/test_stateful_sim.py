@@ -56,13 +56,13 @@ from hypothesis import HealthCheck, event, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from booth_ctl._config import O2_ABSOLUTE_MAX_PPM
-from booth_ctl._controller import STALL_RETRY_S
-from booth_ctl._events import CommandRefused
-from booth_ctl._heater_verify import ENABLE_GRACE_S, OUTPUT_HIGH_PCT, OUTPUT_OFF_PCT
-from booth_ctl._packml import STATES
-from booth_ctl._recipe import Recipe
-from booth_ctl._sequencer import Step
+from booth_ctl.config._booth import O2_ABSOLUTE_MAX_PPM
+from booth_ctl.config._recipe import Recipe
+from booth_ctl.control._controller import STALL_RETRY_S
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.control._heater_verify import ENABLE_GRACE_S, OUTPUT_HIGH_PCT, OUTPUT_OFF_PCT
+from booth_ctl.control._packml import STATES
+from booth_ctl.control._sequencer import Step
 from sim_hw._faults import FaultError
 from sim_hw._physics import MAX_SUBSTEP_S
 from tests._util import render_config

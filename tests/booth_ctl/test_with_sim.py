@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from booth_ctl._sequencer import Step
+from booth_ctl.control._sequencer import Step
 from tests._util import render_config
 from tests.booth_ctl._plant import demo_recipe
 from tests.booth_ctl._simloop import SimLoop

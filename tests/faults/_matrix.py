@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from booth_ctl._events import CommandRefused
+from booth_ctl.control._events import CommandRefused
 
 from ._rig import BAND_C, O2_LEAK_PPM, O2_LIMIT_PPM, SETPOINT_C, Rig, Sample
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from booth_ctl._config import LoadedConfig, load_config
-from booth_ctl._events import CommandRefused, Event
-from booth_ctl._packml import JOB
-from booth_ctl._recipe import Recipe, recipe_from_dict
-from booth_ctl._runtime import Supervisor
+from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.config._recipe import Recipe, recipe_from_dict
+from booth_ctl.control._events import CommandRefused, Event
+from booth_ctl.control._packml import JOB
+from booth_ctl.runtime._supervisor import Supervisor
 from devkit.config import render_config
 from drivers import Quality
 from sim_hw import SimBooth

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from booth_ctl._commands import ERROR_CODES, Dispatcher, RecipeBook, recipe_check
-from booth_ctl._config import LoadedConfig, load_config
-from booth_ctl._controller import Controller
-from booth_ctl._image import Snapshot
-from booth_ctl._recorder import Records
-from booth_ctl._records import RecordStore
+from booth_ctl.commands._dispatcher import ERROR_CODES, Dispatcher, RecipeBook, recipe_check
+from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._image import Snapshot
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import RecordStore
 from tests._util import render_config
 
 REPLY_KEYS = {"request_id", "command", "ok", "error", "result"}

@@ -15,8 +15,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from booth_ctl._config import load_config
-from booth_ctl._recipe import Recipe, RecipeError, load_recipe
+from booth_ctl.config._booth import load_config
+from booth_ctl.config._recipe import Recipe, RecipeError, load_recipe
 from drivers import ConfigError
 from tests._util import CONFIG_DIR, render_config
 

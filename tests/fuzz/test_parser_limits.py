@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from booth_ctl._config import load_config
-from booth_ctl._controller import Controller
-from booth_ctl._recipe import RecipeError, load_recipe
+from booth_ctl.config._booth import load_config
+from booth_ctl.config._recipe import RecipeError, load_recipe
+from booth_ctl.control._controller import Controller
 from devkit.broker import Broker
 from drivers import ConfigError, load_register_map
 from tests._util import CONFIG_DIR

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ._config import O2_ABSOLUTE_MAX_PPM, BoothConfig
-from ._image import Names, Snapshot, fresh_value, is_false, is_true
+from booth_ctl.config._booth import O2_ABSOLUTE_MAX_PPM, BoothConfig
+from booth_ctl.control._image import Names, Snapshot, fresh_value, is_false, is_true
 
 #: Flow integration ignores gaps longer than this (a stalled scan must not credit a purge).
 PURGE_MAX_DT_S = 1.0

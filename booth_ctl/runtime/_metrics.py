@@ -27,13 +27,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from booth_ctl.config._booth import BoothConfig, MetricsConfig
+from booth_ctl.control._image import Snapshot
+from booth_ctl.control._packml import STATES
+from booth_ctl.records._recorder import Records
+from booth_ctl.runtime._scanstats import LATENESS_BUCKETS_S, ScanStats
 from drivers import Quality, Reading
-
-from ._config import BoothConfig, MetricsConfig
-from ._image import Snapshot
-from ._packml import STATES
-from ._recorder import Records
-from ._scanstats import LATENESS_BUCKETS_S, ScanStats
 
 log = logging.getLogger("booth_ctl.metrics")
 

@@ -18,11 +18,10 @@ import aiomqtt
 import uvloop
 from pydantic import ValidationError
 
+from booth_ctl.config._booth import BoothConfig, LoadedConfig, load_config
+from booth_ctl.links.mqtt._client import NoReply, mqtt_client, read_status, send_command
+from booth_ctl.records._store import RecordError, RecordStore
 from drivers import ConfigError, RegisterMap, TomlError, read_toml
-
-from ._client import NoReply, mqtt_client, read_status, send_command
-from ._config import BoothConfig, LoadedConfig, load_config
-from ._records import RecordError, RecordStore
 
 #: Where the installed service keeps its config; ``BOOTH_CONFIG`` or ``--config`` override it.
 DEFAULT_CONFIG = "/etc/booth/booth.toml"
@@ -102,7 +101,7 @@ def setup_logging(level: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     loaded = _load(args.config)
-    from ._daemon import run_daemon
+    from booth_ctl.runtime._daemon import run_daemon
 
     try:
         # libuv's loop costs about a fifth less CPU per Modbus request and per scan tick than
@@ -279,7 +278,7 @@ def format_status(status: dict[str, Any]) -> str:
         acked = "acked" if a.get("acked") else "UNACKED"
         lines.append(f"  [{a.get('severity')}] {a.get('code')}: {a.get('text')} ({acked})")
     if "telemetry" in status:
-        from ._watch import READINGS
+        from booth_ctl.cli._watch import READINGS
 
         tel = status["telemetry"]
         if tel is None:
@@ -359,7 +358,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_recipe_check(args: argparse.Namespace) -> int:
-    from ._recipe import RecipeError, load_recipe
+    from booth_ctl.config._recipe import RecipeError, load_recipe
 
     booths = _booths_for_recipe(args)
     failed = False
@@ -477,7 +476,7 @@ def cmd_records_export(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from ._watch import Watcher, watch_live, watch_once
+    from booth_ctl.cli._watch import Watcher, watch_live, watch_once
 
     loaded = _mqtt_target(args)
     mq = loaded.config.mqtt

@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 import aiomqtt
 
-from ._client import mqtt_client, topic_root
-from ._config import MqttConfig
+from booth_ctl.config._booth import MqttConfig
+from booth_ctl.links.mqtt._client import mqtt_client, topic_root
 
 #: Points of a trend line (one per telemetry message: a minute at the default 1 Hz).
 TREND_POINTS = 60

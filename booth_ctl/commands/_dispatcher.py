@@ -20,13 +20,12 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from booth_ctl.config._booth import BoothConfig
+from booth_ctl.config._recipe import Recipe, RecipeError, recipe_from_dict
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import RecordStore, recipe_hash
 from drivers import TomlError, parse_toml
-
-from ._config import BoothConfig
-from ._events import CommandRefused
-from ._recipe import Recipe, RecipeError, recipe_from_dict
-from ._recorder import Records
-from ._records import RecordStore, recipe_hash
 
 log = logging.getLogger("booth_ctl.commands")
 

@@ -19,16 +19,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from booth_ctl.config._booth import LoadedConfig
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._events import Event
+from booth_ctl.control._image import Snapshot
+from booth_ctl.control._packml import AT_REST
+from booth_ctl.runtime._scanstats import ScanStats
+from booth_ctl.runtime._sdnotify import SdNotifier
+from booth_ctl.runtime._ticker import Ticker
 from drivers import Device, DeviceError, DeviceSet, Quality, Reading
-
-from ._config import LoadedConfig
-from ._controller import Controller
-from ._events import Event
-from ._image import Snapshot
-from ._packml import AT_REST
-from ._scanstats import ScanStats
-from ._sdnotify import SdNotifier
-from ._ticker import Ticker
 
 log = logging.getLogger("booth_ctl.runtime")
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from drivers import Quality
-
-from ._alarms import Alarms
-from ._config import LoadedConfig
-from ._events import CommandRefused, Event, ScanOutput
-from ._heater_verify import TEXT as HEATER_TEXT
-from ._heater_verify import HeaterVerifier
-from ._image import Names, Snapshot, fresh_bit, fresh_value, quality
-from ._interlocks import (
+from booth_ctl.config._booth import LoadedConfig
+from booth_ctl.config._recipe import Recipe
+from booth_ctl.control._alarms import Alarms
+from booth_ctl.control._events import CommandRefused, Event, ScanOutput
+from booth_ctl.control._heater_verify import TEXT as HEATER_TEXT
+from booth_ctl.control._heater_verify import HeaterVerifier
+from booth_ctl.control._image import Names, Snapshot, fresh_bit, fresh_value, quality
+from booth_ctl.control._interlocks import (
     BASE,
     FLUX_ENTRY,
     FLUX_STAY,
@@ -31,9 +30,9 @@ from ._interlocks import (
     temperatures,
     unmet,
 )
-from ._packml import ACCEPTS, HEATING, JOB, TARGET
-from ._recipe import Recipe
-from ._sequencer import Mode, Plant, Result, Sequencer
+from booth_ctl.control._packml import ACCEPTS, HEATING, JOB, TARGET
+from booth_ctl.control._sequencer import Mode, Plant, Result, Sequencer
+from drivers import Quality
 
 #: reset needs these: it starts heating, purging and moving the holder.
 RESET_NEEDS = (*BASE, "high_limit_ok", "heaters_ok")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._events import Event
+from booth_ctl.control._events import Event
 
 Severity = Literal["critical", "alarm", "warning"]
 

@@ -11,10 +11,17 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ._config import BoothConfig
-from ._events import Event
-from ._interlocks import BASE, FLUX_ENTRY, FLUX_STAY, SOLDER_ENTRY, SOLDER_STAY, unmet
-from ._recipe import DipStep, Recipe
+from booth_ctl.config._booth import BoothConfig
+from booth_ctl.config._recipe import DipStep, Recipe
+from booth_ctl.control._events import Event
+from booth_ctl.control._interlocks import (
+    BASE,
+    FLUX_ENTRY,
+    FLUX_STAY,
+    SOLDER_ENTRY,
+    SOLDER_STAY,
+    unmet,
+)
 
 
 class Step(enum.Enum):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from booth_ctl.config._booth import LimitsConfig
+from booth_ctl.control._image import Snapshot, fresh_bit, fresh_value, quality
 from drivers import Quality
-
-from ._config import LimitsConfig
-from ._image import Snapshot, fresh_bit, fresh_value, quality
 
 #: The controller's output at or above this (percent) counts as "heating hard".
 OUTPUT_HIGH_PCT = 95.0

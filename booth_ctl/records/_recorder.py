@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from ._records import RecordStore
+from booth_ctl.records._store import RecordStore
 
 log = logging.getLogger("booth_ctl.records")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._migrations import migrate
+from booth_ctl.records._migrations import migrate
 
 #: A writer waits this long for another process's write lock before giving up.
 BUSY_TIMEOUT_MS = 5_000

@@ -14,16 +14,15 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from drivers import TomlError, read_toml
-
-from ._alloys import (
+from booth_ctl.config._alloys import (
     ALLOYS,
     FLUX_AUTOIGNITION_BASIS,
     FluxAgent,
     SolventClass,
     flux_autoignition_c,
 )
-from ._config import O2_ABSOLUTE_MAX_PPM, BoothConfig
+from booth_ctl.config._booth import O2_ABSOLUTE_MAX_PPM, BoothConfig
+from drivers import TomlError, read_toml
 
 #: The bath must be this far above the alloy's liquidus, so the dip sees fully molten solder.
 SUPERHEAT_MIN_C = 20.0

@@ -43,9 +43,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from drivers import ConfigError
-
-from ._commands import (
+from booth_ctl.commands._dispatcher import (
     BUSY,
     CommandTarget,
     Dispatcher,
@@ -55,10 +53,11 @@ from ._commands import (
     recipe_check,
     request_id_of,
 )
-from ._config import LoadedConfig
-from ._events import CommandRefused
-from ._recorder import Records
-from ._records import RecordStore, ReplyReader
+from booth_ctl.config._booth import LoadedConfig
+from booth_ctl.control._events import CommandRefused
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import RecordStore, ReplyReader
+from drivers import ConfigError
 
 log = logging.getLogger("booth_ctl.mes")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiomqtt
 
-from ._config import MqttConfig
+from booth_ctl.config._booth import MqttConfig
 
 #: Every MQTT socket of ours disables Nagle: QoS 1 round trips otherwise take ~40-90 ms.
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)

@@ -10,9 +10,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from booth_ctl.config._booth import BoothConfig
 from drivers import Quality, Reading
-
-from ._config import BoothConfig
 
 
 @dataclass(frozen=True, slots=True)

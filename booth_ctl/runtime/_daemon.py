@@ -10,14 +10,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._config import LoadedConfig, RecordsConfig
-from ._controller import Controller
-from ._events import Event
-from ._mes import records_and_link
-from ._metrics import BoothCollector, MetricsServer, outbox_depth_of
-from ._recorder import Records
-from ._records import Purged
-from ._runtime import Supervisor
+from booth_ctl.config._booth import LoadedConfig, RecordsConfig
+from booth_ctl.control._controller import Controller
+from booth_ctl.control._events import Event
+from booth_ctl.links.mqtt._link import records_and_link
+from booth_ctl.records._recorder import Records
+from booth_ctl.records._store import Purged
+from booth_ctl.runtime._metrics import BoothCollector, MetricsServer, outbox_depth_of
+from booth_ctl.runtime._supervisor import Supervisor
 
 log = logging.getLogger("booth_ctl")
 #: The journal gets one line per event of these kinds (the MES gets every event anyway).

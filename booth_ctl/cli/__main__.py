@@ -1,0 +1,3 @@
+from booth_ctl.cli._main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The MES link over MQTT (CONTRACT section 3): status, telemetry, events, commands and replies."""
