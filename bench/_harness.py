@@ -21,7 +21,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from booth_ctl.links.mqtt._client import NODELAY
+from booth_ctl.links.mqtt import NODELAY
 
 #: Permissives that show the supervisor has heard from its devices since it started.
 DEVICE_PERMISSIVES = ("io_ok", "holder_ok", "heaters_ok")

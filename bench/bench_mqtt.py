@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import aiomqtt  # noqa: E402
 
 from booth_ctl.control._controller import Controller  # noqa: E402
-from booth_ctl.links.mqtt._link import NODELAY  # noqa: E402
+from booth_ctl.links.mqtt import NODELAY  # noqa: E402
 from devkit.broker import Broker  # noqa: E402
 from tests._util import wait_for  # noqa: E402
 from tests.booth_ctl._mes_helpers import Mes, booth_config, running_link  # noqa: E402

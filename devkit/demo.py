@@ -20,7 +20,7 @@ from typing import Any
 
 import aiomqtt
 
-from booth_ctl.links.mqtt._client import mqtt_client, send_command
+from booth_ctl.links.mqtt import mqtt_client, send_command
 
 from .booth import BoothStack
 

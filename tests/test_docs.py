@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from booth_ctl.commands._dispatcher import COMMANDS, ERROR_CODES
+from booth_ctl.commands import COMMANDS, ERROR_CODES
 from booth_ctl.config._booth import (
     BoothConfig,
     BoothGeometry,

@@ -18,13 +18,18 @@ import aiomqtt
 import uvloop
 from pydantic import ValidationError
 
+from booth_ctl.commands import Role, Source, judge
 from booth_ctl.config._booth import BoothConfig, LoadedConfig, load_config
 from booth_ctl.links.mqtt._client import NoReply, mqtt_client, read_status, send_command
-from booth_ctl.records._store import RecordError, RecordStore
+from booth_ctl.records import RecordError, RecordStore
 from drivers import ConfigError, RegisterMap, TomlError, read_toml
 
 #: Where the installed service keeps its config; ``BOOTH_CONFIG`` or ``--config`` override it.
 DEFAULT_CONFIG = "/etc/booth/booth.toml"
+
+#: The role of a person using boothctl at the booth PC: there is no login to tell people apart,
+#: and whoever can run it there can read the config and the record store anyway.
+CLI_ROLE: Role = "engineer"
 
 EXIT_OK = 0
 #: A refused command, an invalid file, a lot without records.
@@ -427,12 +432,11 @@ def _open_store(loaded: LoadedConfig, cmd: str) -> RecordStore:
 
 
 def _operator() -> str:
-    """Who switched the mode, for the audit trail: the person behind sudo if any."""
+    """Who runs boothctl, for the audit trail: the person behind sudo if any."""
     try:
-        user = os.environ.get("SUDO_USER") or getpass.getuser()
+        return os.environ.get("SUDO_USER") or getpass.getuser()
     except (KeyError, OSError):
-        user = f"uid{os.getuid()}"
-    return f"boothctl:{user}"
+        return f"uid{os.getuid()}"
 
 
 def cmd_mode(args: argparse.Namespace) -> int:
@@ -443,7 +447,14 @@ def cmd_mode(args: argparse.Namespace) -> int:
         if args.mode is None:
             print(before)
             return EXIT_OK
-        store.set_mode(args.mode, _operator())
+        # The same rules as the authority's, for a person at the booth PC (the supervisor need
+        # not run: the mode is in the store, and it picks a change up within a second).
+        source = Source("cli", user=_operator(), role=CLI_ROLE)
+        refused = judge("set_mode", source, before)
+        if refused is not None:
+            print(f"boothctl mode: {refused.code}: {refused.message}", file=sys.stderr)
+            return EXIT_REFUSED
+        store.set_mode(args.mode, f"boothctl:{source.user}", user=source.user, role=source.role)
         after = store.get_mode()
     change = "unchanged" if before == after else f"was {before}"
     print(f"{after} ({change}; the supervisor applies it within a second)")

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import aiomqtt
 
 from booth_ctl.config._booth import MqttConfig
-from booth_ctl.links.mqtt._client import mqtt_client, topic_root
+from booth_ctl.links.mqtt import mqtt_client, topic_root
 
 #: Points of a trend line (one per telemetry message: a minute at the default 1 Hz).
 TREND_POINTS = 60

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from booth_ctl.codes import CommandRefused
+
+__all__ = ["CommandRefused", "Event", "ScanOutput"]
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -21,13 +25,3 @@ class ScanOutput:
     events: list[Event]
     #: Command points to pulse (write 1 once) after this scan, e.g. ``"holder.fault_reset"``.
     pulses: list[str] = field(default_factory=list)
-
-
-class CommandRefused(Exception):
-    """A command the controller will not run; ``code`` is a CONTRACT section 3 error code."""
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.details: dict[str, Any] = details or {}

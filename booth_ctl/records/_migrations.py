@@ -119,6 +119,19 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE type NOT IN ('dip', 'flux_dip', 'refreshed');
         """,
     ),
+    (
+        4,
+        # The command authority audits the source of every command: the link it came in on,
+        # and the person and role where that link knows them. Rows from before were the MQTT
+        # link's, or ``boothctl mode``'s (who ``boothctl:<user>``).
+        """
+        ALTER TABLE commands ADD COLUMN source_link TEXT;
+        ALTER TABLE commands ADD COLUMN source_user TEXT;
+        ALTER TABLE commands ADD COLUMN source_role TEXT;
+        UPDATE commands
+            SET source_link = CASE WHEN who LIKE 'boothctl:%' THEN 'cli' ELSE 'mqtt' END;
+        """,
+    ),
 )
 
 

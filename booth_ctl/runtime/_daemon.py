@@ -13,9 +13,8 @@ from typing import Any
 from booth_ctl.config._booth import LoadedConfig, RecordsConfig
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import Event
-from booth_ctl.links.mqtt._link import records_and_link
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import Purged
+from booth_ctl.links.mqtt import records_and_link
+from booth_ctl.records import Purged, Records
 from booth_ctl.runtime._metrics import BoothCollector, MetricsServer, outbox_depth_of
 from booth_ctl.runtime._supervisor import Supervisor
 
@@ -129,7 +128,10 @@ async def run_daemon(
     if install_stop is not None:
         install_stop(stop)
     controller = Controller(loaded)
-    async with records_and_link(loaded, controller) as (records, link):
+    # Set by the supervisor after its first complete process image and status; until then the
+    # command authority answers not_ready and the link does not say online.
+    ready = asyncio.Event()
+    async with records_and_link(loaded, controller, ready) as (records, link):
         vessel_dips, flux_dips = await records.call(records.store.dip_counts)
         controller.restore_counters(vessel_dips, flux_dips)
         supervisor = Supervisor(
@@ -137,6 +139,7 @@ async def run_daemon(
             controller=controller,
             events=LoggedEvents(records),
             status=link,
+            ready=ready,
             extra_tasks={
                 "records-purge": lambda: purge_records(
                     records, loaded.config.records, first_s=PURGE_FIRST_S, every_s=PURGE_EVERY_S

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from booth_ctl.config._booth import BoothConfig, MetricsConfig
 from booth_ctl.control._image import Snapshot
 from booth_ctl.control._packml import STATES
-from booth_ctl.records._recorder import Records
+from booth_ctl.records import Records
 from booth_ctl.runtime._scanstats import LATENESS_BUCKETS_S, ScanStats
 from drivers import Quality, Reading
 

@@ -129,6 +129,7 @@ class Supervisor:
         events: EventSink | None = None,
         status: StatusSink | None = None,
         extra_tasks: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.loaded = loaded
         self.cfg = loaded.config
@@ -143,6 +144,8 @@ class Supervisor:
         self._events = events
         self._event_q: asyncio.Queue[Event] = asyncio.Queue()
         self._status = status
+        #: Set after the first scan of a complete process image, its status handed to the sink.
+        self.ready = ready if ready is not None else asyncio.Event()
         self._extra_tasks = dict(extra_tasks or {})
         self._last_good_scan_s = 0.0
         self._last_status: dict[str, Any] | None = None
@@ -264,6 +267,16 @@ class Supervisor:
             self._down.discard(name)
             log.warning("device %s: communication restored", name)
 
+    def _image_complete(self, now: float) -> bool:
+        """Every device has answered once (or the start-up grace is over: a device that never
+        answers is then reported as such, not waited for)."""
+        if now - self._t0 >= STARTUP_GRACE_S:
+            return True
+        heard = {
+            k.split(".", 1)[0] for k, r in self.signals.items() if r.quality is not Quality.NO_COMM
+        }
+        return heard >= self.cfg.devices.keys()
+
     def snapshot(self, now: float) -> Snapshot:
         """The process image for the scan: a GOOD reading past its device's bound is STALE."""
         signals: dict[str, Reading] = {}
@@ -285,6 +298,7 @@ class Supervisor:
         while True:
             deadline = await ticker.next()
             start = time.monotonic()
+            complete = self.ready.is_set() or self._image_complete(start)
             try:
                 out = self.controller.scan(self.snapshot(start))
             except Exception:
@@ -314,6 +328,8 @@ class Supervisor:
                 if status != self._last_status:
                     self._last_status = status
                     self._status.status_changed(status)
+            if complete and not self.ready.is_set():
+                self.ready.set()
             end = time.monotonic()
             overrun = self.stats.record(start, start - deadline, end - start)
             if ticker.skipped != skipped_seen:

@@ -12,7 +12,7 @@ import asyncio
 import sys
 
 from booth_ctl.config._booth import load_config
-from booth_ctl.records._store import RecordStore
+from booth_ctl.records import RecordStore
 from tests.booth_ctl._mes_helpers import FakeController, running_link
 
 

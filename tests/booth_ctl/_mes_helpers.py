@@ -15,12 +15,10 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from booth_ctl.commands._dispatcher import Dispatcher, RecipeBook, recipe_check
+from booth_ctl.commands import Authority, CommandRefused, RecipeBook, recipe_check
 from booth_ctl.config._booth import LoadedConfig, load_config
-from booth_ctl.control._events import CommandRefused
-from booth_ctl.links.mqtt._link import NODELAY, MesLink
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import RecordStore
+from booth_ctl.links.mqtt import NODELAY, MesLink
+from booth_ctl.records import Records, RecordStore
 from tests._util import render_config
 
 REPLY_TIMEOUT_S = 5.0
@@ -117,8 +115,13 @@ async def running_link(
     *,
     store: RecordStore | None = None,
     wait_connected: bool = True,
+    ready: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[MesLink, Records]]:
-    """A store, its Records thread and a MesLink around ``target``, connected to the broker."""
+    """A store, its Records thread and a MesLink around ``target``, connected to the broker.
+
+    ``ready`` stands for the runtime's readiness (set already unless one is given).
+    """
+    ready = ready if ready is not None else ready_now()
     cfg = loaded.config
     own = store is None
     st = store or RecordStore(
@@ -127,14 +130,21 @@ async def running_link(
     try:
         async with Records(st) as records:
             book = RecipeBook(loaded.resolve(cfg.records.recipes_dir), st)
-            dispatcher = Dispatcher(target, records, book, recipe_check(cfg))
-            async with MesLink(loaded, records, dispatcher) as link:
+            authority = Authority(target, records, book, recipe_check(cfg), ready=ready)
+            async with MesLink(loaded, records, authority) as link:
                 if wait_connected:
                     await asyncio.wait_for(link.connected.wait(), 10.0)
                 yield link, records
     finally:
         if own:
             st.close()
+
+
+def ready_now() -> asyncio.Event:
+    """The runtime's readiness, already given (tests of the link and the authority alone)."""
+    ready = asyncio.Event()
+    ready.set()
+    return ready
 
 
 class Mes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from booth_ctl.records._store import RecordStore
+from booth_ctl.records import RecordStore
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from booth_ctl.cli._main import format_status, main
-from booth_ctl.records._store import RecordStore
+from booth_ctl.cli import format_status, main
+from booth_ctl.records import RecordStore
 from tests._util import CONFIG_DIR, render_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -300,7 +300,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...], capsys: pytest.CaptureFixtur
 def test_log_lines_are_one_line_with_journal_priority() -> None:
     import logging
 
-    from booth_ctl.cli._main import OneLineFormatter
+    from booth_ctl.cli import OneLineFormatter
 
     try:
         raise ValueError("bad\nthing")

@@ -15,7 +15,7 @@ import pytest
 from booth_ctl.config._booth import LoadedConfig, RecordsConfig, load_config
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import CommandRefused
-from booth_ctl.records._store import Purged, RecordStore
+from booth_ctl.records import Purged, RecordStore
 from booth_ctl.runtime import _daemon
 from devkit.broker import Broker
 from tests._util import render_config, wait_for

@@ -15,8 +15,7 @@ import pytest
 
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.control._controller import Controller
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import RecordStore
+from booth_ctl.records import Records, RecordStore
 from devkit.broker import Broker
 from tests._util import CONFIG_DIR, render_config, wait_for
 from tests.booth_ctl._mes_helpers import (

@@ -16,12 +16,17 @@ import pytest
 
 from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.control._events import Event
-from booth_ctl.links.mqtt._link import records_and_link
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import RecordStore
+from booth_ctl.links.mqtt import records_and_link
+from booth_ctl.records import Records, RecordStore
 from devkit.broker import Broker
 from tests._util import ROOT, wait_for
-from tests.booth_ctl._mes_helpers import FakeController, booth_config, mes_client, running_link
+from tests.booth_ctl._mes_helpers import (
+    FakeController,
+    booth_config,
+    mes_client,
+    ready_now,
+    running_link,
+)
 
 pytestmark = pytest.mark.mqtt
 
@@ -266,7 +271,7 @@ async def test_the_supervisor_wiring_aborts_jobs_left_running(
         store.record_event("job_started", {"lot_id": "C1", "recipe": "demo", "units": 1})
         before = store.last_seq()
     async with mes_client(broker.port, loaded.config.booth_id) as mes:
-        async with records_and_link(loaded, FakeController()) as (records, link):
+        async with records_and_link(loaded, FakeController(), ready_now()) as (records, link):
             await asyncio.wait_for(link.connected.wait(), 10.0)
             await records.put(Event("state_changed", {"from": "stopped", "to": "resetting"}))
             await wait_for(lambda: len(mes.events) >= 3, timeout_s=10, what="3 events")

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from booth_ctl.config._booth import LoadedConfig
-from booth_ctl.links.mqtt._link import records_and_link
-from booth_ctl.records._store import RecordStore
+from booth_ctl.links.mqtt import records_and_link
+from booth_ctl.records import RecordStore
 from devkit.broker import Broker
 from tests._util import ROOT
 from tests.booth_ctl._mes_helpers import (
@@ -25,6 +25,7 @@ from tests.booth_ctl._mes_helpers import (
     Mes,
     booth_config,
     mes_client,
+    ready_now,
     running_link,
 )
 
@@ -144,11 +145,11 @@ async def test_a_refusal_answers_its_repeat_after_a_restart(tmp_path: Path, brok
 DIES_IN_RESET = textwrap.dedent(
     """
     import asyncio, json, os, signal, sys
-    from booth_ctl.commands._dispatcher import Dispatcher, RecipeBook, recipe_check
+    from booth_ctl.commands import Authority, RecipeBook, Source, recipe_check
     from booth_ctl.config._booth import load_config
-    from booth_ctl.records._recorder import Records
-    from booth_ctl.records._store import RecordStore
-    from tests.booth_ctl._mes_helpers import FakeController
+    from booth_ctl.records import Records
+    from booth_ctl.records import RecordStore
+    from tests.booth_ctl._mes_helpers import FakeController, ready_now
 
     class DiesInReset(FakeController):
         def reset(self):
@@ -160,8 +161,12 @@ DIES_IN_RESET = textwrap.dedent(
         store = RecordStore(cfg.records.path)
         async with Records(store) as records:
             book = RecipeBook(loaded.resolve(cfg.records.recipes_dir), store)
-            dispatcher = Dispatcher(DiesInReset(), records, book, recipe_check(cfg))
-            await dispatcher.handle("reset", json.dumps({"request_id": rid}).encode())
+            authority = Authority(
+                DiesInReset(), records, book, recipe_check(cfg), ready=ready_now()
+            )
+            await authority.submit_raw(
+                "reset", json.dumps({"request_id": rid}).encode(), Source("mqtt")
+            )
 
     asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
@@ -186,7 +191,8 @@ async def test_a_command_cut_short_by_a_kill_is_not_run_again(
     ctl = FakeController()
     async with (
         mes_client(broker.port, loaded.config.booth_id) as mes,
-        records_and_link(loaded, ctl) as (_, link),  # the supervisor's wiring: settles it
+        # The supervisor's wiring: settles it.
+        records_and_link(loaded, ctl, ready_now()) as (_, link),
     ):
         await asyncio.wait_for(link.connected.wait(), 10.0)
         await mes.publish("reset", {"request_id": rid})

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from booth_ctl.config._booth import LoadedConfig
-from booth_ctl.links.mqtt._link import STABLE_CONNECTION_S
+from booth_ctl.links.mqtt import STABLE_CONNECTION_S
 from devkit.broker import Broker
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from booth_ctl.records._store import RecordStore
+from booth_ctl.records import RecordStore
 from devkit.broker import Broker
 from drivers import ConfigError
 from tests._util import wait_for

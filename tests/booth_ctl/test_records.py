@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 
 from booth_ctl.control._events import Event
-from booth_ctl.records import _store as records_module
-from booth_ctl.records._migrations import MIGRATIONS, SchemaError, migrate, schema_version
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import CRASH_ABORT_REASON, Purged, RecordStore, recipe_hash
+from booth_ctl.records import (
+    CRASH_ABORT_REASON,
+    MIGRATIONS,
+    Purged,
+    Records,
+    RecordStore,
+    SchemaError,
+    migrate,
+    recipe_hash,
+    schema_version,
+)
 
 DAY = 86_400.0
 
@@ -372,7 +379,7 @@ def test_dip_counts_since_the_last_refresh(store: RecordStore) -> None:
 
 
 class _Clock:
-    """A virtual wall clock for the store (``time.time()`` of booth_ctl.records._store)."""
+    """A virtual wall clock for the store (``time.time()`` of every part of booth_ctl.records)."""
 
     def __init__(self, t: float = 1_000_000.0) -> None:
         self.t = t
@@ -384,7 +391,8 @@ class _Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     c = _Clock()
-    monkeypatch.setattr(records_module, "time", c)
+    for part in ("_audit", "_outbox", "_recipes", "_store"):
+        monkeypatch.setattr(f"booth_ctl.records.{part}.time", c)
     return c
 
 

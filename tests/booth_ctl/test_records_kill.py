@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from booth_ctl.records._store import RecordStore
+from booth_ctl.records import RecordStore
 from tests._util import ROOT
 
 RUNS = 10

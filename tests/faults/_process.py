@@ -17,7 +17,7 @@ from typing import Any
 import aiomqtt
 
 from booth_ctl.config._booth import load_config
-from booth_ctl.links.mqtt._client import NoReply, mqtt_client, send_command
+from booth_ctl.links.mqtt import NoReply, mqtt_client, send_command
 from devkit.booth import BoothStack
 from tests._util import wait_for
 

@@ -29,7 +29,7 @@ FROZEN_MAX_S = 60.0
 
 async def test_a_frozen_broker_does_not_stall_the_job(tmp_path: Path) -> None:
     from booth_ctl.config._booth import load_config
-    from booth_ctl.links.mqtt._client import mqtt_client
+    from booth_ctl.links.mqtt import mqtt_client
 
     with BoothStack(tmp_path, overrides=stack_overrides) as stack:
         mqtt = load_config(stack.config).config.mqtt

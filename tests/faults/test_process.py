@@ -32,7 +32,7 @@ GENEROUS_S = 3 * WATCHDOG_SAFE_S
 
 async def test_hung_then_killed_supervisor_leaves_the_booth_safe(tmp_path: Path) -> None:
     from booth_ctl.config._booth import load_config
-    from booth_ctl.links.mqtt._client import mqtt_client
+    from booth_ctl.links.mqtt import mqtt_client
 
     out = ProcessOutcome("supervisor hang (SIGSTOP), then kill -9")
     with BoothStack(tmp_path, overrides=stack_overrides) as stack:

@@ -1,4 +1,4 @@
-"""A Dispatcher in front of the real Controller and a real record store, without MQTT.
+"""The command authority in front of the real Controller and a real record store, without MQTT.
 
 ``DispatchRig.send`` hands one raw payload to the dispatcher and returns its reply together with
 what the controller looked like before and after (status, outputs of a scan, events), so that a
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from booth_ctl.commands._dispatcher import ERROR_CODES, Dispatcher, RecipeBook, recipe_check
+from booth_ctl.commands import ERROR_CODES, Authority, RecipeBook, Source, recipe_check
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._image import Snapshot
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import RecordStore
+from booth_ctl.records import Records, RecordStore
 from tests._util import render_config
+from tests.booth_ctl._mes_helpers import ready_now
 
 REPLY_KEYS = {"request_id", "command", "ok", "error", "result"}
 #: Every scan of the rig happens at this instant with no readings: the result depends only on
@@ -50,7 +50,7 @@ class Outcome:
 
 
 class DispatchRig:
-    def __init__(self, loaded: LoadedConfig, ctl: Controller, dispatcher: Dispatcher) -> None:
+    def __init__(self, loaded: LoadedConfig, ctl: Controller, dispatcher: Authority) -> None:
         self.loaded = loaded
         self.ctl = ctl
         self.dispatcher = dispatcher
@@ -62,7 +62,7 @@ class DispatchRig:
     async def send(self, command: str, payload: bytes) -> Outcome:
         outputs_before, _ = self._scan()
         status_before = copy.deepcopy(self.ctl.status())
-        reply = await self.dispatcher.handle(command, payload)
+        reply = await self.dispatcher.submit_raw(command, payload, Source("mqtt"))
         status_after = copy.deepcopy(self.ctl.status())
         outputs_after, events = self._scan()
         return Outcome(reply, status_before, status_after, outputs_before, outputs_after, events)
@@ -78,7 +78,8 @@ async def dispatch_rig(tmp_path: Path) -> AsyncIterator[DispatchRig]:
     try:
         async with Records(store) as records:
             book = RecipeBook(loaded.resolve(cfg.records.recipes_dir), store)
-            yield DispatchRig(loaded, ctl, Dispatcher(ctl, records, book, recipe_check(cfg)))
+            authority = Authority(ctl, records, book, recipe_check(cfg), ready=ready_now())
+            yield DispatchRig(loaded, ctl, authority)
     finally:
         store.close()
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from booth_ctl.commands._dispatcher import COMMANDS, RECIPE_NAME_RE
+from booth_ctl.commands import COMMANDS, RECIPE_NAME_RE
 
 from ._dispatch import DispatchRig, check_reply_shape, dispatch_rig, readable_request_id
 from ._scale import examples

@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import random
-import socket
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -39,30 +38,29 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from booth_ctl.commands._dispatcher import (
+from booth_ctl.commands import (
     BUSY,
+    Authority,
+    CommandRefused,
     CommandTarget,
-    Dispatcher,
     RecipeBook,
+    Source,
     make_reply,
-    parse_payload,
     recipe_check,
-    request_id_of,
+    request_id_of_payload,
 )
 from booth_ctl.config._booth import LoadedConfig
-from booth_ctl.control._events import CommandRefused
-from booth_ctl.records._recorder import Records
-from booth_ctl.records._store import RecordStore, ReplyReader
+from booth_ctl.links.mqtt._client import NODELAY
+from booth_ctl.records import Records, RecordStore, ReplyReader
 from drivers import ConfigError
 
 log = logging.getLogger("booth_ctl.mes")
 
-#: Every MQTT socket of ours disables Nagle: QoS 1 round trips otherwise take ~40-90 ms.
-NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 #: Events published per round before their acknowledgements are awaited together.
 EVENT_BATCH = 200
 #: QoS 1 messages in flight at once on the connection (paho queues the rest, in order).
@@ -77,6 +75,9 @@ CONNECT_TIMEOUT_S = 5.0
 #: this long: a session that fails at once (refused subscription, a second client taking over
 #: the client id) must not reconnect at the shortest interval forever.
 STABLE_CONNECTION_S = 10.0
+#: While the broker does not answer at all, connection attempts are at most this far apart (the
+#: backoff up to ``reconnect_max_s`` is for a broker that answers and refuses the session).
+BROKER_DOWN_RETRY_S = 0.5
 #: A reply may go to ``reply`` and to the request's MQTT 5 Response Topic: room for both is kept.
 REPLY_COPIES = 2
 #: A repeat of a request_id arriving while the inbox is full is looked up (its first reply sent
@@ -199,6 +200,15 @@ def _first_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _broker_unreachable(exc: BaseException) -> bool:
+    """The connection could not be made at all (not a CONNACK refusal: the broker answered)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_broker_unreachable(e) for e in exc.exceptions)
+    return isinstance(exc, aiomqtt.MqttError | OSError) and not isinstance(
+        exc, MqttConnectError
+    )
+
+
 def _only_link_errors(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_only_link_errors(e) for e in exc.exceptions)
@@ -229,7 +239,7 @@ class MesLink:
         self,
         loaded: LoadedConfig,
         records: Records,
-        dispatcher: Dispatcher,
+        authority: Authority,
         *,
         identifier: str | None = None,
     ) -> None:
@@ -239,7 +249,7 @@ class MesLink:
         self.root = f"booth/{cfg.booth_id}/"
         self._identifier = identifier or f"booth-{cfg.booth_id}"
         self._records = records
-        self._dispatcher = dispatcher
+        self._authority = authority
         self._password: str | None = None
         self._tls: aiomqtt.TLSParameters | None = None
 
@@ -270,6 +280,8 @@ class MesLink:
         self._tasks: list[asyncio.Task[None]] = []
         #: Set while a connection is up (subscribed, online published); for the runtime's health.
         self.connected = asyncio.Event()
+        #: Set while subscribed to the commands (before ``online``: they are answered not_ready).
+        self.subscribed = asyncio.Event()
         self.connections = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -366,10 +378,12 @@ class MesLink:
         while True:
             client = self._make_client()
             up_since: float | None = None
+            unreachable = False
             try:
                 async with client:
                     self._client = client
                     await self._subscribe(client)
+                    self.subscribed.set()
                     up_since = time.monotonic()
                     if down_since is not None:
                         log.warning(
@@ -385,6 +399,7 @@ class MesLink:
             except SubscribeRefused:
                 pass  # logged once per episode by _subscribe
             except Exception as exc:
+                unreachable = up_since is None and _broker_unreachable(exc)
                 if not _only_link_errors(exc):
                     log.error("MES link: internal error; reconnecting", exc_info=exc)
                 elif down_since is None:
@@ -396,6 +411,7 @@ class MesLink:
                     )
             finally:
                 self.connected.clear()
+                self.subscribed.clear()
                 self._client = None
                 await self._reap(client)
             now = time.monotonic()
@@ -405,7 +421,12 @@ class MesLink:
             # at once would otherwise be re-made at reconnect_min_s forever.
             if up_since is not None and now - up_since >= STABLE_CONNECTION_S:
                 backoff.reset()
-            await asyncio.sleep(backoff.next_s())
+            wait_s = backoff.next_s()
+            if unreachable:
+                # Nothing answered (refused or timed out): an attempt costs the broker nothing,
+                # so the booth is back within a second of it, however long it was away.
+                wait_s = min(wait_s, BROKER_DOWN_RETRY_S)
+            await asyncio.sleep(wait_s)
 
     @staticmethod
     async def _reap(client: aiomqtt.Client) -> None:
@@ -433,6 +454,20 @@ class MesLink:
         self._episodes.working("subscribing to commands")
 
     async def _session(self, client: BoothClient) -> None:
+        self._telemetry_ready.clear()  # readings from before the outage are stale
+        self._events_ready.set()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._read(client), name="mes-read")
+            tg.create_task(self._publish_replies(client), name="mes-replies")
+            tg.create_task(self._publish_events(client), name="mes-events")
+            tg.create_task(self._announce(client), name="mes-announce")
+
+    async def _announce(self, client: BoothClient) -> None:
+        """Say ``online`` once the runtime is ready and its first status is out; then keep the
+        status and telemetry going. Commands before that are answered ``not_ready``."""
+        await self._authority.ready.wait()
+        self._status_dirty.clear()
+        await self._send_status(client)
         try:
             await self._publish(client, self.root + "online", b"true", qos=1, retain=True)
         except PublishRefused as exc:
@@ -440,14 +475,8 @@ class MesLink:
         else:
             self._episodes.working("publishing online")
         self.connections += 1
-        self._status_dirty.set()
-        self._telemetry_ready.clear()  # readings from before the outage are stale
-        self._events_ready.set()
         self.connected.set()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._read(client), name="mes-read")
-            tg.create_task(self._publish_replies(client), name="mes-replies")
-            tg.create_task(self._publish_events(client), name="mes-events")
             tg.create_task(self._publish_status(client), name="mes-status")
             tg.create_task(self._publish_telemetry(client), name="mes-telemetry")
 
@@ -518,10 +547,7 @@ class MesLink:
         self._episodes.working("the reply queue is full")
 
     def _at_a_full_inbox(self, command: str, payload: bytes, props: Properties | None) -> None:
-        try:
-            rid = request_id_of(parse_payload(payload))
-        except ValueError:
-            rid = None
+        rid = request_id_of_payload(payload)
         if rid is None or len(rid) > 64:
             self._refuse_busy(command, payload, props)
             return
@@ -569,7 +595,9 @@ class MesLink:
         while True:
             command, payload, props = await self._inbox.get()
             try:
-                reply = await self._dispatcher.handle(command, payload, _who(props))
+                reply = await self._authority.submit_raw(
+                    command, payload, Source("mqtt", user=_who(props))
+                )
             except Exception as exc:
                 # The store (or a bug) failed before the command could be judged: nothing ran,
                 # so the MES may simply retry.
@@ -680,16 +708,19 @@ class MesLink:
         while True:
             await self._status_dirty.wait()
             self._status_dirty.clear()
-            status = self._status if self._status is not None else self._dispatcher.target.status()
-            body = {**status, "mode": self._mode, "ts": round(time.time(), 3)}
-            data = json.dumps(body, separators=(",", ":"), default=str)
-            try:
-                await self._publish(client, self.root + "status", data, qos=1, retain=True)
-            except PublishRefused as exc:
-                # The next change (or connection) publishes the status anew.
-                self._refused("publishing status", exc, "the next change tries again")
-            else:
-                self._episodes.working("publishing status")
+            await self._send_status(client)
+
+    async def _send_status(self, client: BoothClient) -> None:
+        status = self._status if self._status is not None else self._authority.target.status()
+        body = {**status, "mode": self._mode, "ts": round(time.time(), 3)}
+        data = json.dumps(body, separators=(",", ":"), default=str)
+        try:
+            await self._publish(client, self.root + "status", data, qos=1, retain=True)
+        except PublishRefused as exc:
+            # The next change (or connection) publishes the status anew.
+            self._refused("publishing status", exc, "the next change tries again")
+        else:
+            self._episodes.working("publishing status")
 
     async def _publish_telemetry(self, client: BoothClient) -> None:
         while True:
@@ -725,19 +756,16 @@ class MesLink:
                 self._status_dirty.set()
 
 
-def _who(props: Properties | None) -> str:
+def _who(props: Properties | None) -> str | None:
     """Who sent a command: the MQTT 5 user property ``who`` if the MES sets one."""
     for key, value in getattr(props, "UserProperty", None) or []:
         if key == "who" and isinstance(value, str) and value:
             return value[:64]
-    return "mes"
+    return None
 
 
 def _busy_reply(command: str, payload: bytes, message: str) -> dict[str, Any] | None:
-    try:
-        rid = request_id_of(parse_payload(payload))
-    except ValueError:
-        return None
+    rid = request_id_of_payload(payload)
     if rid is None:
         return None
     return make_reply(rid, command, error=CommandRefused(BUSY, message))
@@ -745,13 +773,15 @@ def _busy_reply(command: str, payload: bytes, message: str) -> dict[str, Any] | 
 
 @contextlib.asynccontextmanager
 async def records_and_link(
-    loaded: LoadedConfig, controller: CommandTarget
+    loaded: LoadedConfig, controller: CommandTarget, ready: asyncio.Event
 ) -> AsyncIterator[tuple[Records, MesLink]]:
     """The record store, its thread and the MES link, as the supervisor runs them.
 
     Opens the store (migrating it), records jobs a crash left running as aborted (their
     ``job_aborted`` events go out first), then runs the link until the block ends. Hand
-    ``records`` to the runtime as its event sink and ``link`` as its status sink.
+    ``records`` to the runtime as its event sink and ``link`` as its status sink; set ``ready``
+    once the runtime's first complete process image and status are out (until then commands
+    are refused ``not_ready`` and the link does not say ``online``).
     """
     cfg = loaded.config
     store = RecordStore(
@@ -769,8 +799,8 @@ async def records_and_link(
             )
         async with Records(store) as records:
             book = RecipeBook(loaded.resolve(cfg.records.recipes_dir), store)
-            dispatcher = Dispatcher(controller, records, book, recipe_check(cfg))
-            async with MesLink(loaded, records, dispatcher) as link:
+            authority = Authority(controller, records, book, recipe_check(cfg), ready=ready)
+            async with MesLink(loaded, records, authority) as link:
                 yield records, link
     finally:
         store.close()
