@@ -15,11 +15,10 @@ from booth_ctl.links.mqtt._client import (
 from booth_ctl.links.mqtt._link import (
     BROKER_DOWN_RETRY_S,
     STABLE_CONNECTION_S,
-    BoothClient,
     MesLink,
-    read_password_file,
     records_and_link,
 )
+from booth_ctl.links.mqtt._transport import BoothClient, read_password_file
 
 __all__ = [
     "BROKER_DOWN_RETRY_S",
