@@ -1,0 +1,139 @@
+"""``boothctl config check`` and ``boothctl recipe check``: every problem with its place."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from booth_ctl.cli._common import (
+    DEFAULT_CONFIG,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    check_parser,
+    default_config,
+    load,
+    validation_lines,
+)
+from booth_ctl.config._booth import BoothConfig, LoadedConfig, load_config
+from drivers import ConfigError, RegisterMap, TomlError, read_toml
+
+
+def config_problems(path: Path) -> tuple[BoothConfig | None, list[str]]:
+    """Every problem of a booth config and of the register maps it names, one line each.
+
+    Each line starts with the file it is about and names the field (``devices.io.transport.port``)
+    or, for TOML syntax, the line and column.
+    """
+    try:
+        data = read_toml(path)
+    except OSError as exc:
+        return None, [f"{path}: cannot read: {exc.strerror}"]
+    except TomlError as exc:
+        return None, [f"{path}: {exc}"]
+    try:
+        cfg = BoothConfig.model_validate(data)
+    except ValidationError as exc:
+        return None, [f"{path}: {line}" for line in validation_lines(exc)]
+    problems: list[str] = []
+    for name, dev in cfg.devices.items():
+        if dev.map is None:
+            continue
+        map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
+        where = f"{path}: devices.{name}.map"
+        try:
+            map_data = read_toml(map_path)
+        except OSError as exc:
+            problems.append(f"{where}: cannot read {map_path}: {exc.strerror}")
+            continue
+        except TomlError as exc:
+            problems.append(f"{map_path}: {exc}")
+            continue
+        try:
+            RegisterMap.model_validate(map_data)
+        except ValidationError as exc:
+            problems.extend(f"{map_path}: {line}" for line in validation_lines(exc))
+    return cfg, problems
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    cfg, problems = config_problems(path)
+    if problems or cfg is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"{path}: valid (booth {cfg.booth_id}, {len(cfg.devices)} devices)")
+    return EXIT_OK
+
+
+def cmd_recipe_check(args: argparse.Namespace) -> int:
+    from booth_ctl.config._recipe import RecipeError, load_recipe
+
+    booths = _booths_for_recipe(args)
+    failed = False
+    for loaded in booths:
+        try:
+            load_recipe(Path(args.path), loaded.config)
+        except RecipeError as exc:
+            failed = True
+            where = f" (booth {loaded.config.booth_id}, {loaded.path})" if len(booths) > 1 else ""
+            for problem in exc.problems:
+                print(f"{args.path}: {problem}{where}", file=sys.stderr)
+    if failed:
+        return EXIT_REFUSED
+    names = ", ".join(b.config.booth_id for b in booths)
+    print(f"{args.path}: valid (for booth{'s' if len(booths) > 1 else ''} {names})")
+    return EXIT_OK
+
+
+def _booths_for_recipe(args: argparse.Namespace) -> list[LoadedConfig]:
+    """The booth configs a recipe is checked against.
+
+    A config named by ``--config`` or ``$BOOTH_CONFIG``, or the installed one, when it exists.
+    Otherwise (a recipe in a project folder on an engineer's PC) every booth config beside the
+    recipe folder that takes its recipes from that folder: the recipe must suit each of them.
+    """
+    if args.config is not None or os.environ.get("BOOTH_CONFIG") or Path(DEFAULT_CONFIG).exists():
+        return [load(args.config or default_config())]
+    folder = Path(args.path).resolve().parent
+    found = []
+    for candidate in sorted(folder.parent.glob("*.toml")):
+        try:
+            loaded = load_config(candidate)
+        except ConfigError:
+            continue
+        if loaded.resolve(loaded.config.records.recipes_dir).resolve() == folder:
+            found.append(loaded)
+    if not found:
+        print(
+            f"boothctl: no booth config to check {args.path} against: give --config "
+            f"(or $BOOTH_CONFIG; {DEFAULT_CONFIG} does not exist, and no booth config in "
+            f"{folder.parent} takes its recipes from {folder})",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE)
+    return found
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = sub.add_parser("config", help="booth config tools")
+    csub = config.add_subparsers(dest="config_cmd", required=True, metavar="SUBCOMMAND")
+    check_parser(csub, "booth config and its register maps", "booth config TOML").set_defaults(
+        func=cmd_config_check
+    )
+
+    recipe = sub.add_parser("recipe", help="recipe tools")
+    rsub = recipe.add_subparsers(dest="recipe_cmd", required=True, metavar="SUBCOMMAND")
+    rcheck = check_parser(rsub, "recipe against a booth config", "recipe TOML")
+    rcheck.add_argument(
+        "--config",
+        default=None,
+        help=f"booth config TOML (default: $BOOTH_CONFIG, else {DEFAULT_CONFIG} if it exists, "
+        "else every booth config beside the recipe's folder that takes its recipes from it)",
+    )
+    rcheck.set_defaults(func=cmd_recipe_check)
