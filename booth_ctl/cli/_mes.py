@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,22 @@ def _client_opts(loaded: LoadedConfig, args: argparse.Namespace) -> dict[str, An
     return {"username": args.username, "password_file": args.password_file, "tls": tls}
 
 
+def _as_client(
+    cmd: str, loaded: LoadedConfig, go: Callable[[], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """Run ``go`` (a client of the broker); None, with the reason on stderr, if it failed."""
+    try:
+        return asyncio.run(go())
+    except NoReply as exc:
+        print(f"boothctl {cmd}: {exc}", file=sys.stderr)
+    except aiomqtt.MqttError as exc:
+        mq = loaded.config.mqtt
+        print(f"boothctl {cmd}: broker {mq.host}:{mq.port}: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        print(f"boothctl {cmd}: {exc}", file=sys.stderr)
+    return None
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     loaded = _mqtt_target(args)
     try:
@@ -77,17 +94,8 @@ def cmd_send(args: argparse.Namespace) -> int:
                 client, loaded.config.booth_id, args.command, payload, args.timeout
             )
 
-    try:
-        reply = asyncio.run(go())
-    except NoReply as exc:
-        print(f"boothctl send: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except aiomqtt.MqttError as exc:
-        mq = loaded.config.mqtt
-        print(f"boothctl send: broker {mq.host}:{mq.port}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"boothctl send: {exc}", file=sys.stderr)
+    reply = _as_client("send", loaded, go)
+    if reply is None:
         return EXIT_USAGE
     print(json.dumps(reply, indent=2))
     return EXIT_OK if reply.get("ok") else EXIT_REFUSED
@@ -105,17 +113,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 status["telemetry"] = await _next_telemetry(client, loaded.config.booth_id, wait_s)
             return status
 
-    try:
-        status = asyncio.run(go())
-    except NoReply as exc:
-        print(f"boothctl status: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except aiomqtt.MqttError as exc:
-        mq = loaded.config.mqtt
-        print(f"boothctl status: broker {mq.host}:{mq.port}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (OSError, ValueError) as exc:
-        print(f"boothctl status: {exc}", file=sys.stderr)
+    status = _as_client("status", loaded, go)
+    if status is None:
         return EXIT_USAGE
     if args.pretty:
         print(format_status(status))

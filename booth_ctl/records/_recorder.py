@@ -12,7 +12,6 @@ import concurrent.futures
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from booth_ctl.records._store import RecordStore
@@ -60,12 +59,7 @@ class Records:
         self._task = asyncio.create_task(self._writer(), name="records-writer")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             # Whatever was submitted is stored before the thread goes: nothing acknowledged to
             # the scan is dropped on a clean stop.

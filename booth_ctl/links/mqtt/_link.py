@@ -17,7 +17,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 import aiomqtt
@@ -114,12 +113,7 @@ class MesLink:
         ]
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             client = self._client
             if client is not None and self.connected.is_set():

@@ -1,0 +1,74 @@
+"""The size limits of the code, checked by its syntax tree: no module over 400 lines, no class
+over 300 (CONTRIBUTING: split by reason of change, one part per reason)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("booth_ctl", "drivers", "sim_hw")
+MODULE_MAX_LINES = 400
+CLASS_MAX_LINES = 300
+#: Being split in parallel work of their own; each leaves this list when it is split.
+KNOWN_EXCEPTIONS = frozenset(
+    {
+        "booth_ctl/control/_controller.py",  # the controller: trips, sequencing, status
+        "booth_ctl/control/_sequencer.py",  # the job sequencer (control is split on its own)
+        "booth_ctl/runtime/_supervisor.py",  # pollers, writers, heartbeats, the scan loop
+        "sim_hw/_physics.py",  # the simulated booth's physics
+    }
+)
+
+
+def _modules() -> Iterator[Path]:
+    for pkg in PACKAGES:
+        yield from sorted((ROOT / pkg).rglob("*.py"))
+
+
+def _classes(tree: ast.Module) -> Iterator[ast.ClassDef]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            yield node
+
+
+def _too_big(path: Path, rel: str) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text, filename=str(path))
+    problems = []
+    lines = len(text.splitlines())
+    if lines > MODULE_MAX_LINES:
+        problems.append(f"{rel}: {lines} lines (at most {MODULE_MAX_LINES})")
+    for cls in _classes(tree):
+        n = (cls.end_lineno or cls.lineno) - cls.lineno + 1
+        if n > CLASS_MAX_LINES:
+            problems.append(f"{rel}:{cls.lineno}: class {cls.name}: {n} lines (at most "
+                            f"{CLASS_MAX_LINES})")
+    return problems
+
+
+def test_no_module_or_class_is_over_its_size_limit() -> None:
+    problems = []
+    for path in _modules():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel not in KNOWN_EXCEPTIONS:
+            problems += _too_big(path, rel)
+    assert not problems, "split by reason of change:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("rel", sorted(KNOWN_EXCEPTIONS))
+def test_the_known_exceptions_still_exist(rel: str) -> None:
+    # A stale entry would let a new module of that name grow unchecked.
+    assert (ROOT / rel).is_file(), f"{rel} is gone: remove it from KNOWN_EXCEPTIONS"
+
+
+def test_the_check_sees_a_big_class(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(CLASS_MAX_LINES))
+    path = tmp_path / "big.py"
+    path.write_text(f"class Big:\n{body}\n", encoding="utf-8")
+    assert _too_big(path, "big.py") == [
+        f"big.py:1: class Big: {CLASS_MAX_LINES + 1} lines (at most {CLASS_MAX_LINES})"
+    ]
