@@ -259,6 +259,8 @@ def test_mode_switch_is_stored_with_who(tmp_path: Path) -> None:
         assert store.get_mode() == "local"
         audit = [a for a in store.command_audit() if a["command"] == "mode"]
     assert audit and audit[-1]["who"] == "boothctl:alice"
+    # Judged as a person at the booth on the cli link, and audited so.
+    assert audit[-1]["source"] == {"link": "cli", "user": "alice", "role": "engineer"}
     r = boothctl("mode", "sideways", "--config", str(config))
     assert r.returncode == 2 and "invalid choice" in r.stderr
 

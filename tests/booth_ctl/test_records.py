@@ -318,6 +318,26 @@ def test_the_audit_of_a_version_1_store_survives_the_migration(tmp_path: Path) -
         assert store.settle_commands_at_start() == []
 
 
+def test_the_audit_of_a_version_3_store_gets_its_sources(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, MIGRATIONS[:3])
+        for rid, who in (("a", "mes"), ("b", "boothctl:bob")):
+            conn.execute(
+                "INSERT INTO commands (request_id, command, args, who, received_at, reply) "
+                f"VALUES ('{rid}', 'reset', '{{}}', '{who}', 1000.0, '{{}}')"
+            )
+    finally:
+        conn.close()
+    with RecordStore(path, request_id_keep_s=1e9) as store:
+        sources = {a["request_id"]: a["source"] for a in store.command_audit()}
+    assert sources == {
+        "a": {"link": "mqtt", "user": None, "role": None},
+        "b": {"link": "cli", "user": None, "role": None},
+    }
+
+
 def test_recipe_versions_and_hash(store: RecordStore) -> None:
     a = store.store_recipe("demo", {"x": 1, "y": [1, 2]}, "mes")
     again = store.store_recipe("demo", {"y": [1, 2], "x": 1}, "mes")
