@@ -124,17 +124,26 @@ class Authority:
             reply = await self._reply(rid, command, cmd, source)
             await self._record(rid, command, args, source, reply)
             return reply
-        self.mode = await self.records.call(store.get_mode)
-        refused = judge(command, source, self.mode)
+        refused = judge(command, source, await self.refresh_mode())
         if refused is not None:
             return await self._refuse(rid, command, args, source, refused)
         return await self._run_on_record(rid, command, cmd, args, source)
 
     def allowed(self, source: Source) -> frozenset[str]:
-        """The commands ``source`` may issue now (role x mode), for drawing buttons."""
+        """The commands ``source`` may issue now (role x mode), for drawing buttons.
+
+        By the mode as last read here (every changing command reads it); a link that draws
+        buttons between commands calls :meth:`refresh_mode` first (``boothctl mode`` may have
+        switched it from outside).
+        """
         if not self.ready.is_set():
             return frozenset()
         return allowed(source, self.mode)
+
+    async def refresh_mode(self) -> Mode:
+        """Read the control mode from the records (another process may have switched it)."""
+        self.mode = await self.records.call(self.records.store.get_mode)
+        return self.mode
 
     async def status(self) -> dict[str, Any]:
         """The controller's status with the mode and a timestamp (``get_status``'s result)."""

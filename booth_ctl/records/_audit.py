@@ -50,12 +50,7 @@ class CommandAudit(Database):
         """
         ts = round(time.time() if now is None else now, 3)
         with self._tx() as c:
-            c.execute(
-                "INSERT INTO commands (request_id, command, args, who, received_at, reply, "
-                "source_link, source_user, source_role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (request_id, command, dumps(dict(args)), who, ts, dumps(dict(reply)),
-                 link, user, role),
-            )
+            _insert(c, (request_id, command, args, who, ts, reply), "done", (link, user, role))
 
     def command_started(
         self,
@@ -78,14 +73,10 @@ class CommandAudit(Database):
         """
         ts = round(time.time() if now is None else now, 3)
         with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO commands (request_id, command, args, who, received_at, reply, state, "
-                "source_link, source_user, source_role) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (request_id, command, dumps(dict(args)), who, ts, dumps(dict(cut_short_reply)),
-                 link, user, role),
+            return _insert(
+                c, (request_id, command, args, who, ts, cut_short_reply), "running",
+                (link, user, role),
             )
-        return int(cur.lastrowid or 0)
 
     def command_done(self, entry: int, reply: Mapping[str, Any]) -> None:
         """The command of ``entry`` (from :meth:`command_started`) ran and got ``reply``."""
@@ -169,14 +160,26 @@ class CommandAudit(Database):
         with self._tx() as c:
             self._write_mode(c, mode, who, now)
             reply = {"command": "mode", "ok": True, "error": None, "result": {"mode": mode}}
-            c.execute(
-                "INSERT INTO commands (request_id, command, args, who, received_at, reply, "
-                "source_link, source_user, source_role) "
-                "VALUES (?, 'mode', ?, ?, ?, ?, 'cli', ?, ?)",
-                (f"local:{uuid.uuid4().hex}", dumps({"mode": mode}), who, now, dumps(reply),
-                 user, role),
-            )
+            entry = (f"local:{uuid.uuid4().hex}", "mode", {"mode": mode}, who, now, reply)
+            _insert(c, entry, "done", ("cli", user, role))
 
+
+
+def _insert(
+    c: sqlite3.Connection,
+    entry: tuple[str, str, Mapping[str, Any], str, float, Mapping[str, Any]],
+    state: str,
+    source: tuple[str | None, str | None, str | None],
+) -> int:
+    """One audit row: (request_id, command, args, who, received_at, reply), its state and its
+    source (link, user, role)."""
+    request_id, command, args, who, ts, reply = entry
+    cur = c.execute(
+        "INSERT INTO commands (request_id, command, args, who, received_at, reply, state, "
+        "source_link, source_user, source_role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (request_id, command, dumps(dict(args)), who, ts, dumps(dict(reply)), state, *source),
+    )
+    return int(cur.lastrowid or 0)
 
 
 def _first_reply(
