@@ -86,6 +86,8 @@ class Authority:
     async def submit(
         self, command: str, body: Mapping[str, Any] | Any, source: Source
     ) -> dict[str, Any] | None:
+        if isinstance(body, Mapping) and not isinstance(body, dict):
+            body = dict(body)
         rid = request_id_of(body)
         if rid is None:
             log.warning("dropped %s from %s: no request_id to reply to", command, source.link)

@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -192,6 +193,9 @@ async def test_a_person_at_the_booth_is_judged_by_role_and_mode(tmp_path: Path) 
         assert authority.allowed(otto) == allowed(otto, "local")
         assert await send(otto, "reset") == (False, "forbidden", None)
         assert (await send(vera, "get_status"))[0] is True
+        # Any mapping will do as the body (a link may hand over a read-only view).
+        body = MappingProxyType({"request_id": "hmi-view"})
+        assert _outcome(await authority.submit("list_recipes", body, vera))[0] is True
         assert ctl.count("reset") == 0
         audit = store.command_audit()
     switched = next(a for a in audit if a["command"] == "set_mode" and a["reply"]["ok"])
