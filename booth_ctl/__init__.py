@@ -8,9 +8,10 @@ Rooms, in the order the data flows (each room's ``__init__`` says what it may im
 - ``runtime``: the daemon around the scan: device pollers, output writers, heartbeats, the scan's
   clock, sd_notify, metrics (imports ``control``, ``commands``, ``records``, ``links``).
 - ``commands``: the one command authority every link and the CLI go through (imports
-  ``control``'s command errors, ``config``, ``records``).
+  ``config``, ``records`` and ``codes``; the controller is a protocol to it).
 - ``links``: transports that translate a wire format into commands and back: ``mqtt`` today
   (imports ``commands``, ``records``, ``config``; never ``control`` internals).
 - ``records``: the SQLite store: lots, dips, alarms, the events outbox, the command audit.
 - ``cli``: ``boothctl`` and its views.
+- ``codes``: the contract's error codes and ``CommandRefused``, a leaf every room may import.
 """
