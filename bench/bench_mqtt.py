@@ -3,8 +3,8 @@
     python bench/bench_mqtt.py [--requests 1000] [--events 20000] [--nagle]
 
 A private Mosquitto (``set_tcp_nodelay true``) on a free loopback port; the booth side is the
-real record store, dispatcher and MES link in front of the real controller; the MES side is an
-aiomqtt client. Figures:
+real record store, command authority and MES link in front of the real controller; the MES side
+is an aiomqtt client. Figures:
 
 - ``get_status`` round trip, request published -> reply received, p50/p99/max over
   ``--requests`` sequential requests (goal: p99 <= 20 ms). Each one is also put on record

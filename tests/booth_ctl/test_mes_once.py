@@ -140,7 +140,7 @@ async def test_a_refusal_answers_its_repeat_after_a_restart(tmp_path: Path, brok
 
 # ---------------------------------------------------------------------- a kill -9 mid-command
 
-#: Runs one ``reset`` through the real dispatcher and record store; the controller kills the
+#: Runs one ``reset`` through the real command authority and record store; the controller kills the
 #: process (SIGKILL) in the middle of it, after the command is on record as running.
 DIES_IN_RESET = textwrap.dedent(
     """

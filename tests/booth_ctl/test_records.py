@@ -251,7 +251,7 @@ def test_a_command_is_on_record_as_running_until_it_is_done(store: RecordStore) 
     try:
         entry = store.command_started("r1", "reset", {}, who="mes", cut_short_reply=cut,
                                       now=1000.0)
-        # The dispatcher's own lookup: the cut-short answer (it is not run twice) ...
+        # The command authority's own lookup: the cut-short answer (it is not run twice) ...
         assert store.get_reply("r1", now=1001.0) == cut
         # ... the lookup at a full inbox: nothing yet (it is running now, or was cut short).
         assert reader.first_reply("r1", now=1001.0) is None

@@ -1,8 +1,8 @@
 """The command authority in front of the real Controller and a real record store, without MQTT.
 
-``DispatchRig.send`` hands one raw payload to the dispatcher and returns its reply together with
-what the controller looked like before and after (status, outputs of a scan, events), so that a
-test can check that bad input changed nothing.
+``DispatchRig.send`` hands one raw payload to the command authority and returns its reply
+together with what the controller looked like before and after (status, outputs of a scan,
+events), so that a test can check that bad input changed nothing.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ class Outcome:
 
 
 class DispatchRig:
-    def __init__(self, loaded: LoadedConfig, ctl: Controller, dispatcher: Authority) -> None:
+    def __init__(self, loaded: LoadedConfig, ctl: Controller, authority: Authority) -> None:
         self.loaded = loaded
         self.ctl = ctl
-        self.dispatcher = dispatcher
+        self.authority = authority
 
     def _scan(self) -> tuple[dict[str, Any], list[str]]:
         out = self.ctl.scan(Snapshot(now=SCAN_NOW, signals={}))
@@ -62,7 +62,7 @@ class DispatchRig:
     async def send(self, command: str, payload: bytes) -> Outcome:
         outputs_before, _ = self._scan()
         status_before = copy.deepcopy(self.ctl.status())
-        reply = await self.dispatcher.submit_raw(command, payload, Source("mqtt"))
+        reply = await self.authority.submit_raw(command, payload, Source("mqtt"))
         status_after = copy.deepcopy(self.ctl.status())
         outputs_after, events = self._scan()
         return Outcome(reply, status_before, status_after, outputs_before, outputs_after, events)

@@ -1,7 +1,7 @@
 """Bad MES commands, fuzzed: every one gets exactly one clear refusal (or is logged and dropped
 when it carries no readable request_id), nothing crashes, and the controller does not move.
 
-The dispatcher runs in front of the real Controller and a real record store (no MQTT, for
+The command authority runs in front of the real Controller and a real record store (no MQTT, for
 speed); ``test_commands_mqtt.py`` sends a handful of the same cases through a broker.
 """
 

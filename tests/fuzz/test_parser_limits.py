@@ -35,7 +35,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[DispatchRig]:
 
 
 async def test_deeply_nested_payload_is_dropped_or_refused_not_raised(rig: DispatchRig) -> None:
-    """``json.loads`` raises RecursionError, not ValueError, on deep nesting: the dispatcher
+    """``json.loads`` raises RecursionError, not ValueError, on deep nesting: the command authority
     drops such a payload (no request_id can be read from it) and changes nothing."""
     outcome = await rig.send("get_status", b"[" * DEEP)
     assert outcome.reply is None and outcome.unchanged
