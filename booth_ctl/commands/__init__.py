@@ -24,6 +24,7 @@ from booth_ctl.codes import (
 from booth_ctl.commands._authority import Authority
 from booth_ctl.commands._execute import CommandTarget
 from booth_ctl.commands._models import COMMANDS, MAX_UNITS, RECIPE_NAME_RE
+from booth_ctl.commands._open import open_authority
 from booth_ctl.commands._recipes import RecipeBook, RecipeCheck, recipe_check
 from booth_ctl.commands._replies import (
     make_reply,
@@ -78,6 +79,7 @@ __all__ = [
     "allowed",
     "judge",
     "make_reply",
+    "open_authority",
     "parse_payload",
     "recipe_check",
     "request_id_of",

@@ -22,7 +22,7 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from booth_ctl.commands import Authority, CommandTarget, RecipeBook, recipe_check
+from booth_ctl.commands import Authority, CommandTarget, open_authority
 from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.links.mqtt._client import NODELAY
 from booth_ctl.links.mqtt._intake import CommandIntake
@@ -37,7 +37,7 @@ from booth_ctl.links.mqtt._transport import (
     only_link_errors,
     read_password_file,
 )
-from booth_ctl.records import Records, RecordStore
+from booth_ctl.records import Records
 
 log = logging.getLogger("booth_ctl.mes")
 
@@ -85,6 +85,11 @@ class MesLink:
         #: Set while subscribed to the commands (before ``online``: they are answered not_ready).
         self.subscribed = asyncio.Event()
         self.connections = 0
+
+    @property
+    def authority(self) -> Authority:
+        """The command authority this link submits to (and every other link with it)."""
+        return self._authority
 
     @property
     def refused_publishes(self) -> int:
@@ -285,32 +290,13 @@ class MesLink:
 async def records_and_link(
     loaded: LoadedConfig, controller: CommandTarget, ready: asyncio.Event
 ) -> AsyncIterator[tuple[Records, MesLink]]:
-    """The record store, its thread and the MES link, as the supervisor runs them.
-
-    Opens the store (migrating it), records jobs a crash left running as aborted (their
-    ``job_aborted`` events go out first), then runs the link until the block ends. Hand
-    ``records`` to the runtime as its event sink and ``link`` as its status sink; set ``ready``
-    once the runtime's first complete process image and status are out (until then commands
-    are refused ``not_ready`` and the link does not say ``online``).
+    """The record store, its thread, the command authority and the MES link, as the supervisor
+    runs them (see :func:`booth_ctl.commands.open_authority`); ``link.authority`` is the one
+    every other link submits to. Hand ``records`` to the runtime as its event sink and ``link``
+    as its status sink.
     """
-    cfg = loaded.config
-    store = RecordStore(
-        loaded.resolve(cfg.records.path), request_id_keep_s=cfg.mqtt.request_id_keep_s
-    )
-    try:
-        aborted = store.mark_aborted_jobs_at_start()
-        if aborted:
-            log.warning("jobs cut short by the last stop, recorded aborted: %s", ", ".join(aborted))
-        cut_short = store.settle_commands_at_start()
-        if cut_short:
-            log.warning(
-                "commands cut short by the last stop (a repeat is told so, not run again): "
-                "request_id %s", ", ".join(cut_short),
-            )
-        async with Records(store) as records:
-            book = RecipeBook(loaded.resolve(cfg.records.recipes_dir), store)
-            authority = Authority(controller, records, book, recipe_check(cfg), ready=ready)
-            async with MesLink(loaded, records, authority) as link:
-                yield records, link
-    finally:
-        store.close()
+    async with (
+        open_authority(loaded, controller, ready) as (records, authority),
+        MesLink(loaded, records, authority) as link,
+    ):
+        yield records, link
