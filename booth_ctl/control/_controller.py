@@ -78,6 +78,10 @@ class Controller(TripChecks, StateMachine, OutputStage, CommandIntake, StatusVie
             travelling = moving is not False and z <= self._top_tol()
             if not travelling:
                 self._adopt_holder(z, station)
+            else:
+                # Meanwhile only the height is commanded, to the top (where it already is): the
+                # drive is never left without a target, and never sent anywhere.
+                self._z_only = True
 
         seq = self._seq
         job = seq is not None and self.state in JOB

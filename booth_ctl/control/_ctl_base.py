@@ -76,6 +76,8 @@ class ControllerBase:
         self._purge = False
         self._vacuum = cfg.holder.kind != "chain"
         self._holder_known = False
+        #: Before adoption (the drive travels between stations): command the height only.
+        self._z_only = False
         self._station_t = cfg.holder.load_station
         self._z_t = cfg.holder.z_travel_mm
         self._zspeed_t = cfg.holder.z_fast_speed_mm_s
@@ -93,6 +95,7 @@ class ControllerBase:
             **{vc.station: (v, vc.surface_z_mm) for v, vc in cfg.vessels.items()},
         }
         self._out_keys = self._output_names()
+        self._written_devices = sorted(n for n, d in cfg.devices.items() if d.map is not None)
 
     def _go(self, state: str, reason: str, events: list[Event]) -> None:
         if state == self.state:
@@ -173,12 +176,16 @@ class ControllerBase:
         }
 
     def _adopt_holder(self, z: float, station: int) -> None:
-        """First sight of the holder: hold it where it is, unless it is down in a vessel."""
+        """First sight of the holder: hold it where it is at a known station above any bath;
+        down in a vessel or at a station this booth does not know, withdraw to the top."""
         self._holder_known = True
         self._station_t = station
         where = self._surfaces.get(station)
         tol = self._cfg.holder.z_tolerance_mm
-        self._z_t = self._cfg.holder.z_travel_mm if where and z >= where[1] - tol else z
+        known = station == self._cfg.holder.load_station or where is not None
+        # At a station this booth does not know, what is below is unknown too: up first.
+        down_in_bath = where is not None and z >= where[1] - tol
+        self._z_t = self._cfg.holder.z_travel_mm if down_in_bath or not known else z
 
     def _bands(self, job: bool) -> dict[str, tuple[float, float]]:
         seq = self._seq

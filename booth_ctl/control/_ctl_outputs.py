@@ -39,6 +39,9 @@ class OutputStage(ControllerBase):
             out[k["station"]] = self._station_t
             out[k["z"]] = self._z_t
             out[k["speed"]] = self._zspeed_t
+        elif self._z_only:
+            out[k["z"]] = self._cfg.holder.z_travel_mm
+            out[k["speed"]] = self._cfg.holder.z_fast_speed_mm_s
         if self._tripped:
             # The second line of defence: whatever the state logic said, the heater is off.
             for dev in n.heaters.values():
@@ -54,9 +57,18 @@ class OutputStage(ControllerBase):
         out[k["maintain"]] = True
         out[k["light_red"]] = True
         out[k["buzzer"]] = True
-        if self._holder_known:
+        if self._holder_known or self._z_only:
             out[k["z"]] = self._cfg.holder.z_travel_mm
             out[k["speed"]] = self._cfg.holder.z_fast_speed_mm_s
+        return out
+
+    def safe_values(self) -> dict[str, float | bool]:
+        """The value of each output that is its safe direction (heater off, holder to the
+        top...): a writer sends a point wanted at this value before any other."""
+        out = self._safe_outputs()
+        out[self._out_keys["z"]] = self._cfg.holder.z_travel_mm
+        for key in ("light_red", "buzzer"):
+            out.pop(self._out_keys[key], None)
         return out
 
     def _bath_guard(self) -> None:

@@ -162,6 +162,18 @@ class TripChecks(ControllerBase):
                 since=since,
                 events=ev,
             )
+        for dev in self._written_devices:
+            # The runtime could not deliver a wanted output; it withholds that device's
+            # heartbeats so the device's own timeout takes it safe. Said here so it is seen.
+            a.condition(
+                f"write_failed.{dev}",
+                dev in snap.undelivered,
+                "write_failed",
+                "alarm",
+                f"outputs to {dev} not delivered (heartbeats withheld)",
+                since=since,
+                events=ev,
+            )
 
     def _comm_points(self) -> list[tuple[str, str]]:
         n = self._n

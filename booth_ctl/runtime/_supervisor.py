@@ -90,7 +90,7 @@ class Supervisor:
         self._stale_s = {name: dev.stale_s for name, dev in self.cfg.devices.items()}
         self.writer = OutputWriter(
             [name for name, dev in self.cfg.devices.items() if dev.map is not None],
-            self.controller.safe_outputs(),
+            self.controller.safe_values(),
         )
         self._outputs = self.writer.slots
         self._events = events

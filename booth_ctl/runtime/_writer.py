@@ -105,6 +105,33 @@ class OutputWriter:
         slot.written.clear()
         slot.changed.set()
 
+    def due(self, name: str, *, full: bool) -> list[tuple[str, float | bool]]:
+        """The writes owed to ``name`` now, safe-direction ones first: every point changed since
+        it was last written (or failed), and every point on a ``full`` re-assert."""
+        slot = self.slots[name]
+        todo = {p: v for p, v in slot.desired.items() if full or slot.written.get(p) != v}
+        return [(p, todo[p]) for p in slot.order(todo)]
+
+    def landed(self, name: str, point: str, value: float | bool) -> None:
+        slot = self.slots[name]
+        slot.written[point] = value
+        if point in slot.failed:
+            slot.failed.discard(point)
+            log.warning("writing %s.%s works again", name, point)
+
+    def refused(self, name: str, point: str, value: float | bool, why: object) -> None:
+        """The write of one point failed: it stays owed, and the device counts undelivered."""
+        slot = self.slots[name]
+        slot.written.pop(point, None)
+        if point not in slot.failed:
+            log.error("writing %s.%s = %r failed: %s", name, point, value, why)
+        slot.failed.add(point)
+
+    def settle(self, name: str) -> None:
+        """A point the controller no longer wants is no longer owed."""
+        slot = self.slots[name]
+        slot.failed &= set(slot.desired)
+
     async def run(self, name: str, dev: Device) -> None:
         slot = self.slots[name]
         last_full = 0.0
@@ -115,40 +142,26 @@ class OutputWriter:
             slot.changed.clear()
             now = time.monotonic()
             full = now - last_full >= REASSERT_PERIOD_S
-            todo = {p: v for p, v in slot.desired.items() if full or slot.written.get(p) != v}
-            failed_now = await self._write_points(name, dev, slot, todo)
-            failed_now |= await self._write_pulses(name, dev, slot)
-            if failed_now:
+            any_failed = False
+            for point, value in self.due(name, full=full):
+                # Each point on its own: a refusal here must not keep the next one unwritten.
+                try:
+                    await dev.write(point, value)
+                except DeviceError as exc:
+                    self.refused(name, point, value, exc)
+                    any_failed = True
+                    continue
+                finally:
+                    honour_cancel()
+                self.landed(name, point, value)
+            self.settle(name)
+            any_failed |= await self._write_pulses(name, dev, slot)
+            if any_failed:
                 await asyncio.sleep(WRITE_RETRY_S)
                 slot.changed.set()
                 continue
             if full:
                 last_full = now
-
-    async def _write_points(
-        self, name: str, dev: Device, slot: DeviceOutputs, todo: Mapping[str, float | bool]
-    ) -> bool:
-        any_failed = False
-        for point in slot.order(todo):
-            value = todo[point]
-            try:
-                await dev.write(point, value)
-            except DeviceError as exc:
-                slot.written.pop(point, None)
-                if point not in slot.failed:
-                    log.error("writing %s.%s = %r failed: %s", name, point, value, exc)
-                slot.failed.add(point)
-                any_failed = True
-                continue
-            finally:
-                honour_cancel()
-            slot.written[point] = value
-            if point in slot.failed:
-                slot.failed.discard(point)
-                log.warning("writing %s.%s works again", name, point)
-        # A point the controller no longer wants is no longer owed.
-        slot.failed &= set(slot.desired)
-        return any_failed
 
     async def _write_pulses(self, name: str, dev: Device, slot: DeviceOutputs) -> bool:
         failed = False
