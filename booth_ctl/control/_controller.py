@@ -99,7 +99,7 @@ class Controller(TripChecks, StateMachine, OutputStage, CommandIntake, StatusVie
         present: set[str] = set()
         trips: list[tuple[str, str, str]] = []
         for vessel, verifier in self._verifiers.items():
-            verdict = verifier.check(snap, self._heating, self._sv[vessel])
+            verdict = verifier.check(snap, self._heating, self._sv_out(vessel))
             if verdict.present:
                 heaters_ok = False
             for code in verdict.present:
@@ -116,9 +116,13 @@ class Controller(TripChecks, StateMachine, OutputStage, CommandIntake, StatusVie
             bands_c=self._bands(job),
             flux_done=seq.flux_done if seq is not None else False,
             heaters_ok=heaters_ok,
+            flux_lid_input=self._flux_lid_input,
         )
         self._perm = perm
-        self._plant = Plant(now, z, station, moving, perm, o2.ppm, temps)
+        self._exhaust_step(perm)
+        z_reading = snap.signals.get(f"{n.holder}.z_mm")
+        z_age_s = now - z_reading.ts if z is not None and z_reading is not None else 0.0
+        self._plant = Plant(now, z, station, moving, perm, o2.ppm, temps, z_age_s)
 
         self._collect_trips(snap, perm, present, trips)
         for tid in self._trip_ids:

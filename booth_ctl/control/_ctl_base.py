@@ -18,6 +18,7 @@ from booth_ctl.control._interlocks import (
     O2Monitor,
     O2State,
 )
+from booth_ctl.control._packml import HEATING
 from booth_ctl.control._sequencer import Plant, Result, Sequencer
 
 #: reset needs these: it starts heating, purging and moving the holder.
@@ -78,6 +79,10 @@ class ControllerBase:
         self._holder_known = False
         #: Before adoption (the drive travels between stations): command the height only.
         self._z_only = False
+        #: Since when exhaust_ok is lost (None: it is not), and whether the heaters are held at
+        #: their idle setpoints for it.
+        self._exhaust_lost_at: float | None = None
+        self._exhaust_idle = False
         self._station_t = cfg.holder.load_station
         self._z_t = cfg.holder.z_travel_mm
         self._zspeed_t = cfg.holder.z_fast_speed_mm_s
@@ -95,6 +100,8 @@ class ControllerBase:
             **{vc.station: (v, vc.surface_z_mm) for v, vc in cfg.vessels.items()},
         }
         self._out_keys = self._output_names()
+        io_map = loaded.maps.get(n.io)
+        self._flux_lid_input = io_map is not None and "flux_lid_closed" in io_map.points
         self._written_devices = sorted(n for n, d in cfg.devices.items() if d.map is not None)
 
     def _go(self, state: str, reason: str, events: list[Event]) -> None:
@@ -198,6 +205,26 @@ class ControllerBase:
             v: (vc.idle_setpoint_c - vc.idle_band_c, vc.idle_setpoint_c + vc.idle_band_c)
             for v, vc in self._cfg.vessels.items()
         }
+
+    def _exhaust_step(self, perm: dict[str, bool]) -> None:
+        """Exhaust lost while heating: after ``limits.exhaust_loss_idle_s`` the heaters go to
+        their idle setpoints until it is back (the alarm is raised at once)."""
+        if perm.get("exhaust_ok", False):
+            self._exhaust_lost_at = None
+        elif self._exhaust_lost_at is None:
+            self._exhaust_lost_at = self._now
+        lost_s = 0.0 if self._exhaust_lost_at is None else self._now - self._exhaust_lost_at
+        self._exhaust_idle = (
+            self.state in HEATING and lost_s >= self._cfg.limits.exhaust_loss_idle_s
+        )
+
+    def _sv_out(self, vessel: str) -> float:
+        """The setpoint sent to a vessel's controller: never above idle while the exhaust is
+        lost for long."""
+        sv = self._sv[vessel]
+        if self._exhaust_idle:
+            return min(sv, self._cfg.vessels[vessel].idle_setpoint_c)
+        return sv
 
     def _idle_sv(self) -> dict[str, float]:
         return {v: vc.idle_setpoint_c for v, vc in self._cfg.vessels.items()}

@@ -23,7 +23,7 @@ class OutputStage(ControllerBase):
         out: dict[str, float | bool] = {}
         n = self._n
         for vessel, dev in n.heaters.items():
-            out[f"{dev}.sv_c"] = self._sv[vessel]
+            out[f"{dev}.sv_c"] = self._sv_out(vessel)
             out[f"{dev}.run"] = 1 if heating else 0
         k = self._out_keys
         out[k["contactor"]] = heating

@@ -162,6 +162,15 @@ class TripChecks(ControllerBase):
                 since=since,
                 events=ev,
             )
+        a.condition(
+            "exhaust_heater_idle",
+            self._exhaust_idle,
+            "exhaust_fail",
+            "alarm",
+            "exhaust lost too long: heaters held at their idle setpoints",
+            since=since,
+            events=ev,
+        )
         for dev in self._written_devices:
             # The runtime could not deliver a wanted output; it withholds that device's
             # heartbeats so the device's own timeout takes it safe. Said here so it is seen.

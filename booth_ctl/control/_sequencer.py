@@ -95,6 +95,8 @@ class Plant:
     permissives: Mapping[str, bool]
     o2_ppm: float | None
     temps_c: Mapping[str, float | None]
+    #: How old the position reading is (s): the holder may be this times its speed further on.
+    z_age_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -226,7 +228,9 @@ class Sequencer:
             if self.step is Step.FLUX_ENTER
             else self._cfg.vessels[self.dip.vessel].surface_z_mm
         )
-        return plant.z_mm is None or plant.z_mm >= surface - self._tol
+        # The reading is z_age_s old: at its speed the holder may be that much further down.
+        lead_mm = max(plant.z_age_s, 0.0) * self.z_speed
+        return plant.z_mm is None or plant.z_mm + lead_mm >= surface - self._tol
 
     def _reject(self, reason: str, res: Result) -> None:
         self._go_top()
@@ -307,7 +311,9 @@ class Sequencer:
                 self.step = Step.DIP_APPROACH
                 self._approach(cfg.vessels[self.dip.vessel].surface_z_mm)
         elif s is Step.DIP_APPROACH:
-            if self._reached(plant):
+            if self._reached(plant) and self._entry_too_fast(plant, self.dip.entry_speed_mm_s):
+                self._reject(self._too_fast_text(plant, self.dip.entry_speed_mm_s), res)
+            elif self._reached(plant):
                 self.step = Step.DIP_ENTER
                 self.z_target = cfg.vessels[self.dip.vessel].surface_z_mm + self.dip.depth_mm
                 self.z_speed = self.dip.entry_speed_mm_s
@@ -370,6 +376,21 @@ class Sequencer:
             self.step = then
             return True
         return False
+
+    def _entry_too_fast(self, plant: Plant, speed_mm_s: float) -> bool:
+        """At the approach height, the position reading's age times the entry speed reaches the
+        gap to the surface: a condition lost during the entry could not be told from a part
+        already in. Refused before entry (and recorded) instead of abandoned and re-dipped."""
+        gap_mm = self._cfg.holder.approach_gap_mm - self._tol
+        # With no gap the entry starts at the surface: any loss during it counts as dipped.
+        return gap_mm > 0 and max(plant.z_age_s, 0.0) * speed_mm_s >= gap_mm
+
+    def _too_fast_text(self, plant: Plant, speed_mm_s: float) -> str:
+        lead_mm = max(plant.z_age_s, 0.0) * speed_mm_s
+        return (
+            f"entry refused: position reading {plant.z_age_s * 1000:.0f} ms old at "
+            f"{speed_mm_s:g} mm/s ({lead_mm:.1f} mm) reaches the gap to the surface"
+        )
 
     def _approach(self, surface_z_mm: float) -> None:
         self.z_target = max(self._top, surface_z_mm - self._cfg.holder.approach_gap_mm)

@@ -9,7 +9,8 @@ every output is written again every ``REASSERT_PERIOD_S`` even unchanged, and a 
 watchdog is re-armed only in ``stopped``/``aborted`` (in any other state it trips the
 controller). Outputs go through the runtime's own ``OutputWriter`` (safe-direction points
 first, each on its own); ``refuse`` names points (``dev.point``) whose writes the device refuses,
-and a device with an undelivered output gets no heartbeats, as in the runtime. ``restart`` replaces the controller as a supervisor (re)start does, and
+and a device with an undelivered output gets no heartbeats, as in the runtime. ``restart``
+replaces the controller as a supervisor (re)start does, and
 ``dead_tick`` advances the booth with no supervisor at all (a crash: no scans, no writes, no
 heartbeats), so the devices' own watchdogs act.
 """
