@@ -13,7 +13,7 @@ from booth_ctl.control._image import Names, Snapshot
 from booth_ctl.control._interlocks import O2_STABLE_SAMPLES, O2Monitor
 from booth_ctl.control._sequencer import Mode, Plant, Sequencer, Step
 from drivers import Reading
-from tests.booth_ctl._plant import Loop, demo_recipe, idle_loop, sim_config
+from tests.booth_ctl._plant import Loop, demo_recipe, idle_loop, new_loop, sim_config
 
 # ---------------------------------------------------------------- 7: undelivered outputs alarm
 
@@ -207,3 +207,15 @@ def test_exhaust_lost_while_heating_alarms_then_takes_the_heater_to_idle_setpoin
     loop.run_for(1.0)
     assert loop.ctl.tripped is False
     assert loop.plant.heater_on or loop.last.outputs["heater1.run"] == 1
+
+
+# ---------------------------------------------------------------- 13: adoption between stations
+
+
+def test_a_holder_found_travelling_between_stations_gets_the_top_and_no_station() -> None:
+    loop = new_loop()
+    loop.plant.station_goal_t = 5.0  # travelling at the top, still reporting the station it left
+    loop.tick()
+    out = loop.last.outputs
+    assert out["holder.z_target_mm"] == loop.plant.loaded.config.holder.z_travel_mm
+    assert "holder.station_target" not in out

@@ -828,6 +828,10 @@ class SimMachine(RuleBasedStateMachine):
         """The supervisor dies, the holder is jogged by hand to a station the booth does not
         know and lowered there, and the supervisor starts again: it withdraws to the top first."""
         s, hd = self.s, self.truth.holder_dev
+        if s.phys.faults.offline(hd) or "hoist_stall" in s.phys.faults:
+            # A drive out of reach or stalled cannot be jogged: a plain crash and restart.
+            self.crash_and_restart(gap_s)
+            return
         bank = s.phys.banks[hd]
         for point, value, done in (
             ("z_target_mm", 0.0, lambda: s.phys.holder.at_top),
