@@ -59,9 +59,11 @@ class Heartbeats:
     def _may_beat(self, name: str) -> bool:
         if not self._scan_healthy():
             return False  # let the watchdog bite: that is what it is for
-        if not self._writer.delivering(name):
+        if not self._writer.delivering(name) and not self._gone_safe(name):
             # An output the controller wants (perhaps the safe one) is not landing: the device's
-            # own timeout must take over instead of being fed.
+            # own timeout must take over instead of being fed. Once it has (it reports its comm
+            # lost), it refuses targets until it sees a heartbeat again: beats resume so that
+            # it can come back; the controller has tripped on that report meanwhile.
             if name not in self._withheld:
                 log.error("device %s: outputs not delivered, heartbeats withheld", name)
                 self._withheld.add(name)
@@ -93,6 +95,10 @@ class Heartbeats:
                 pass  # the poller reports the device's health once per episode
             finally:
                 honour_cancel()
+
+    def _gone_safe(self, name: str) -> bool:
+        lost = self._signals.get(f"{name}.comm_lost")
+        return lost is not None and lost.good and bool(lost.value)
 
     def _io_tripped(self, io_name: str) -> bool:
         tripped = self._signals.get(f"{io_name}.watchdog_tripped")

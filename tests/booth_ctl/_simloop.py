@@ -112,7 +112,11 @@ class SimLoop:
         if not self.phys.faults.offline(io) and writer.delivering(io):
             self.phys.banks[io].write_point("watchdog_refresh", self._beat)
         for vc in self.loaded.config.vessels.values():
-            if not self.phys.faults.offline(vc.controller) and writer.delivering(vc.controller):
+            # As the runtime: no beats while an output is owed, unless the device went safe.
+            beat = writer.delivering(vc.controller) or self.phys.banks[vc.controller].get(
+                "comm_lost"
+            )
+            if not self.phys.faults.offline(vc.controller) and beat:
                 self.phys.banks[vc.controller].write_point("heartbeat", self._beat)
         if self.runtime:
             self._rearm_io_watchdog()

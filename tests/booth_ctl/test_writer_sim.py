@@ -9,6 +9,7 @@ its own, safe-direction ones first; the device counts undelivered and its heartb
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -106,6 +107,13 @@ async def test_a_device_with_undelivered_outputs_gets_no_heartbeats(tmp_path: Pa
             # The device's own timeout took over: it says comm lost and stops controlling.
             await wait_for(
                 lambda: bool(bank.get("comm_lost")), timeout_s=2 * period_s, what="comm_lost"
+            )
+            # Gone safe, it refuses targets until it sees a heartbeat: the beats resume (as the
+            # poller would show it) so that it can come back once the refusal ends.
+            signals["heater1.comm_lost"] = Reading(True, time.monotonic())
+            seq2 = bank.write_seq("heartbeat")
+            await wait_for(
+                lambda: bank.write_seq("heartbeat") > seq2, timeout_s=3 * period_s, what="beats"
             )
         finally:
             task.cancel()
