@@ -109,6 +109,7 @@ def table(outcomes: list[Outcome], procs: list[ProcessOutcome]) -> str:
 #: From this heading on, docs/safety.md is written by hand and kept across runs.
 KEPT_FROM = "\n## Review findings"
 
+
 def document(body: str, when: str, took_s: float, failed: int, load: float) -> str:
     return f"""# Safety: the fault matrix
 
