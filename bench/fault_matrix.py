@@ -106,6 +106,10 @@ def table(outcomes: list[Outcome], procs: list[ProcessOutcome]) -> str:
     return "\n".join(rows)
 
 
+#: From this heading on, docs/safety.md is written by hand and kept across runs.
+KEPT_FROM = "\n## Review findings"
+
+
 def document(body: str, when: str, took_s: float, failed: int, load: float) -> str:
     return f"""# Safety: the fault matrix
 
@@ -173,7 +177,12 @@ def main() -> int:
     print()
     print(body)
     if not args.no_write:
-        Path(args.out).write_text(document(body, when, took, failed, load), encoding="utf-8")
+        out = Path(args.out)
+        # Hand-written sections after the generated table (review findings) are kept.
+        old = out.read_text(encoding="utf-8") if out.exists() else ""
+        kept = old[old.index(KEPT_FROM) :] if KEPT_FROM in old else ""
+        text = document(body, when, took, failed, load)
+        out.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
         print(f"\nwritten: {args.out}")
     return 1 if failed else 0
 

@@ -112,6 +112,11 @@ class LimitsConfig(_Strict):
     o2_ready_ppm: Annotated[float, Field(gt=0, le=O2_ABSOLUTE_MAX_PPM)] = 1000.0
     #: A stopping or aborting holder that has not confirmed the top by then is given up on.
     withdraw_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+    #: Exhaust air flow lost while heating: after this the heaters go to their idle setpoints
+    #: (flux fumes and solder at process temperature without extraction). At least 1 s so a
+    #: flow switch's chatter does not cut a job; at most 300 s, the longest a booth may heat
+    #: at process temperature unextracted (the alarm is raised at once either way).
+    exhaust_loss_idle_s: Annotated[float, Field(ge=1, le=300)] = 30.0
 
 
 class HolderConfig(_Strict):

@@ -17,6 +17,15 @@ from drivers import Quality
 
 #: The controller's output at or above this (percent) counts as "heating hard".
 OUTPUT_HIGH_PCT = 95.0
+#: ... and so does an output at the highest the controller has reported while heating (its own
+#: output limit may cap it under OUTPUT_HIGH_PCT), if at least this.
+OUTPUT_CAPPED_MIN_PCT = 50.0
+#: An output within this of the highest reported counts as at the cap.
+OUTPUT_CAP_TOL_PCT = 0.5
+#: PV unchanged within this (C) while the output moves by FROZEN_OUTPUT_DELTA_PCT: a frozen input
+#: (a thermocouple shorted at the cold end, a controller that stopped converting).
+PV_RESOLUTION_C = 0.05
+FROZEN_OUTPUT_DELTA_PCT = 20.0
 #: At or under this the output counts as off.
 OUTPUT_OFF_PCT = 0.5
 #: After the heater is enabled, the controller may report comm_lost this long (it clears on the
@@ -30,6 +39,7 @@ COMM_LOST = "heater_comm_lost"
 STUCK_ON = "heater_stuck_on"
 RUNAWAY = "heater_runaway"
 NO_RISE = "heater_no_rise"
+PV_FROZEN = "temp_frozen"
 
 TEXT = {
     OVER_TEMP: "solder over temperature",
@@ -39,6 +49,7 @@ TEXT = {
     STUCK_ON: "temperature rising with the heater off (stuck-on element)",
     RUNAWAY: "temperature off target too long (runaway)",
     NO_RISE: "heater output high without the expected rise",
+    PV_FROZEN: "temperature reading frozen while the heater output changes",
 }
 
 
@@ -55,6 +66,9 @@ _NONE = Verdict(frozenset(), frozenset())
 
 class HeaterVerifier:
     def __init__(self, device: str, limits: LimitsConfig, window_s: float, stale_s: float) -> None:
+        """``window_s``: the vessel's rise window, long enough for the melt plateau; it applies
+        only below the setpoint band (heating through the melt). At the setpoint, where the bath
+        is molten, the general ``limits.heating_check_window_s`` applies."""
         self._pv = f"{device}.pv_c"
         self._out = f"{device}.output_pct"
         self._tc_open = f"{device}.tc_open"
@@ -65,6 +79,7 @@ class HeaterVerifier:
         self._max_error_c_s = limits.runaway_max_error_c_s
         self._gain_c = limits.heating_check_gain_c
         self._window_s = window_s
+        self._set_window_s = min(window_s, limits.heating_check_window_s)
         self._stuck_rise_c = limits.stuck_on_rise_c
         self._reset_heating(None)
         self._off_min_c: float | None = None
@@ -81,6 +96,12 @@ class HeaterVerifier:
         self._goal_t = 0.0
         self._high_goal_c: float | None = None
         self._high_goal_t = 0.0
+        #: The highest output the controller reported since the heater was enabled.
+        self._out_max_pct = 0.0
+        #: The frozen-PV check: the PV last seen to move, the output then, when it swung since.
+        self._pv_seen: float | None = None
+        self._out_ref_pct: float | None = None
+        self._swing_t: float | None = None
 
     def check(self, snap: Snapshot, heating: bool, target_c: float) -> Verdict:
         """``heating``: commanded on (run and contactor); ``target_c``: its setpoint."""
@@ -118,7 +139,10 @@ class HeaterVerifier:
             self._off_min_c = None
         if pv is not None:
             self._check_runaway(now, dt, pv, target_c, output=output, present=present)
-            self._check_rise(now, pv, output, present)
+            at_setpoint = pv >= target_c - self._hyst_c
+            window_s = self._set_window_s if at_setpoint else self._window_s
+            self._check_rise(now, pv, output, window_s, present)
+            self._check_frozen(now, pv, output, at_setpoint=at_setpoint, present=present)
         return Verdict(frozenset(present), frozenset(present))
 
     def _check_stuck_on(self, pv: float | None, present: set[str]) -> None:
@@ -175,13 +199,41 @@ class HeaterVerifier:
             present.add(NO_RISE)
         self._last_target = target_c
 
-    def _check_rise(self, now: float, pv: float, output: float | None, present: set[str]) -> None:
-        """Output pinned high must show a rise within the window, approaching or not."""
-        if output is None or output < OUTPUT_HIGH_PCT:
+    def _check_rise(
+        self, now: float, pv: float, output: float | None, window_s: float, present: set[str]
+    ) -> None:
+        """Output pinned high must show a rise within the window, approaching or not. "High" is
+        from the output the controller reports: 95 %, or its own cap if it limits the output."""
+        if output is not None:
+            self._out_max_pct = max(self._out_max_pct, output)
+        capped = (
+            output is not None
+            and output >= OUTPUT_CAPPED_MIN_PCT
+            and output >= self._out_max_pct - OUTPUT_CAP_TOL_PCT
+        )
+        if output is None or (output < OUTPUT_HIGH_PCT and not capped):
             self._high_goal_c = None
             return
         if self._high_goal_c is None or pv >= self._high_goal_c:
             self._high_goal_c = pv + self._gain_c
-            self._high_goal_t = now + self._window_s
+            self._high_goal_t = now + window_s
         elif now >= self._high_goal_t:
             present.add(NO_RISE)
+
+    def _check_frozen(
+        self, now: float, pv: float, output: float | None, *, at_setpoint: bool, present: set[str]
+    ) -> None:
+        """At the setpoint (molten: no plateau), a PV that does not move within the window after
+        the output swung is not measuring the bath. A flat PV at a steady output is a bath in
+        equilibrium, not a fault: the window counts from the swing."""
+        moved = self._pv_seen is None or abs(pv - self._pv_seen) > PV_RESOLUTION_C
+        if moved or not at_setpoint or output is None:
+            self._pv_seen, self._out_ref_pct, self._swing_t = pv, output, None
+            return
+        ref = self._out_ref_pct
+        if ref is None:
+            self._out_ref_pct = output
+        elif self._swing_t is None and abs(output - ref) >= FROZEN_OUTPUT_DELTA_PCT:
+            self._swing_t = now
+        if self._swing_t is not None and now - self._swing_t >= self._set_window_s:
+            present.add(PV_FROZEN)

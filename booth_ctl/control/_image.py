@@ -21,6 +21,8 @@ class Snapshot:
     signals: Mapping[str, Reading]
     #: Wall-clock time of the scan (epoch seconds), used only to stamp alarms; optional.
     wall: float | None = None
+    #: Devices with a wanted output whose last write failed (the runtime's writer says so).
+    undelivered: frozenset[str] = frozenset()
 
 
 def fresh_value(snap: Snapshot, name: str, max_age_s: float) -> float | None:

@@ -15,10 +15,15 @@ from booth_ctl.control._image import Names, Snapshot, fresh_value, is_false, is_
 
 #: Flow integration ignores gaps longer than this (a stalled scan must not credit a purge).
 PURGE_MAX_DT_S = 1.0
+#: "Stable" needs this many distinct analyzer samples (told apart by their own timestamps) in
+#: the stable time, besides the time itself: one reading held fresh is one sample, not
+#: stability (CONTRACT s.4, "a fresh reading stable for the configured time").
+O2_STABLE_SAMPLES = 3
 
 #: Permissives a solder dip needs at entry (per vessel temperature is added by the caller).
 BASE = ("door_closed", "estop_clear", "exhaust_ok", "n2_supply_ok", "io_ok", "holder_ok")
-FLUX_ENTRY = (*BASE, "part_held", "flux_level_ok", "heaters_ok")
+#: ``flux_lid_open``: a holder lowered onto a closed lid would strike it and tip the part.
+FLUX_ENTRY = (*BASE, "part_held", "flux_level_ok", "heaters_ok", "flux_lid_open")
 SOLDER_ENTRY = (*BASE, "part_held", "flux_done", "heaters_ok", "o2_ok")
 #: Lost while a part is immersed, any of these withdraws it at once (CONTRACT s.4).
 FLUX_STAY = ("door_closed", "estop_clear", "part_held", "holder_ok")
@@ -54,6 +59,9 @@ class O2Monitor:
         self._ok_since: float | None = None
         #: The highest reading of the stable period that began at ``_ok_since``.
         self._ok_max_ppm = 0.0
+        #: Distinct samples (by their timestamps) in the current stable period, and the last.
+        self._samples = 0
+        self._sample_ts: float | None = None
 
     def update(self, snap: Snapshot, limit_ppm: float, stable_s: float) -> O2State:
         now = snap.now
@@ -94,9 +102,14 @@ class O2Monitor:
             # limit, so the period restarts now (conservative: not at the reading after it).
             self._ok_since = now
             self._ok_max_ppm = ppm
+            self._samples = 0
         else:
             self._ok_max_ppm = max(self._ok_max_ppm, ppm)
-        if now - self._ok_since < stable_s:
+        reading = snap.signals.get(self._ppm_name)
+        if reading is not None and reading.ts != self._sample_ts:
+            self._sample_ts = reading.ts
+            self._samples += 1
+        if now - self._ok_since < stable_s or self._samples < O2_STABLE_SAMPLES:
             return O2State(False, ppm, frozen, self.purged_l, "O2 not yet stable")
         return O2State(True, ppm, frozen, self.purged_l, "")
 
@@ -122,8 +135,13 @@ def evaluate(
     bands_c: Mapping[str, tuple[float, float]],
     flux_done: bool,
     heaters_ok: bool,
+    flux_lid_input: bool,
 ) -> dict[str, bool]:
-    """Every permissive by name; ``solder_temp_ok.<vessel>`` per vessel and their conjunction."""
+    """Every permissive by name; ``solder_temp_ok.<vessel>`` per vessel and their conjunction.
+
+    ``flux_lid_input``: the I/O map has a ``flux_lid_closed`` input. Without one the booth has
+    no lid to sense (``flux_lid_open`` holds); with one, only a fresh "open" reading counts.
+    """
     io, hd = names.io, names.holder
     io_s, hd_s = names.io_stale_s, names.holder_stale_s
     p: dict[str, bool] = {
@@ -152,6 +170,7 @@ def evaluate(
     level = fresh_value(snap, f"{io}.flux_level_pct", io_s)
     p["flux_level_ok"] = level is not None and level >= cfg.flux.level_low_pct
     p["flux_done"] = flux_done
+    p["flux_lid_open"] = not flux_lid_input or is_false(snap, f"{io}.flux_lid_closed", io_s)
     all_ok = True
     for vessel, (lo, hi) in bands_c.items():
         t = temps_c.get(vessel)

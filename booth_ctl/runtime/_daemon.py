@@ -100,7 +100,9 @@ async def purge_records(
             if not failing:
                 records_log.error(
                     "record store: purge failed: %s (tried again every %.0f s; not logged "
-                    "again until it works)", exc, every_s,
+                    "again until it works)",
+                    exc,
+                    every_s,
                 )
                 failing = True
         else:
@@ -111,7 +113,10 @@ async def purge_records(
                 records_log.info(
                     "record store: purged %d command audit entries older than %d days and %d "
                     "delivered events older than %d days",
-                    purged.commands, cfg.audit_keep_days, purged.events, cfg.events_keep_days,
+                    purged.commands,
+                    cfg.audit_keep_days,
+                    purged.events,
+                    cfg.events_keep_days,
                 )
         await asyncio.sleep(every_s)
 

@@ -87,6 +87,7 @@ class Plant:
     entries: list[Entry] = field(default_factory=list)
     in_bath: bool = False
     flux_level_pct: float = 80.0
+    flux_lid_closed: bool = False
     _last_o2_out: float = 400.0
 
     # ---------------------------------------------------------------- physics
@@ -216,7 +217,7 @@ class Plant:
             "io.n2_supply_ok": self.n2_supply_ok,
             "io.high_limit_ok": self.high_limit_ok,
             "io.hook_engaged": False,
-            "io.flux_lid_closed": True,
+            "io.flux_lid_closed": self.flux_lid_closed,
             "io.watchdog_tripped": False,
             "io.vacuum_kpa": self.vacuum_kpa,
             "io.n2_flow_lpm": getattr(self, "n2_flow_lpm", 0.0),

@@ -7,7 +7,10 @@ With ``runtime=True`` it also does what the runtime adds around the scan
 (booth_ctl.runtime._supervisor):
 every output is written again every ``REASSERT_PERIOD_S`` even unchanged, and a tripped I/O
 watchdog is re-armed only in ``stopped``/``aborted`` (in any other state it trips the
-controller). ``restart`` replaces the controller as a supervisor (re)start does, and
+controller). Outputs go through the runtime's own ``OutputWriter`` (safe-direction points
+first, each on its own); ``refuse`` names points (``dev.point``) whose writes the device refuses,
+and a device with an undelivered output gets no heartbeats, as in the runtime. ``restart``
+replaces the controller as a supervisor (re)start does, and
 ``dead_tick`` advances the booth with no supervisor at all (a crash: no scans, no writes, no
 heartbeats), so the devices' own watchdogs act.
 """
@@ -20,7 +23,7 @@ from typing import Any
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._image import Snapshot
-from booth_ctl.runtime._supervisor import REASSERT_PERIOD_S
+from booth_ctl.runtime._writer import REASSERT_PERIOD_S, OutputWriter
 from drivers import Quality, Reading
 from sim_hw._physics import BoothPhysics
 
@@ -47,7 +50,9 @@ class SimLoop:
         self.o2_dev = self.loaded.config.device_of_kind("o2_analyzer")
         self._o2_seq = -1
         self._o2: tuple[float, bool, float] = (self.phys.analyzer.reported_ppm, True, 0.0)
-        self._written: dict[str, float | bool] = {}
+        self.writer = self._new_writer()
+        #: Points (``dev.point``) whose writes the device refuses, as a device refusing a value.
+        self.refuse: set[str] = set()
         self._beat = 0
         self.events: list[Any] = []
         self.last: Any = None
@@ -72,7 +77,11 @@ class SimLoop:
         q = Quality.STALE if t - ts > stale_s else Quality.GOOD
         signals[f"{self.o2_dev}.ppm"] = Reading(ppm, ts, q)
         signals[f"{self.o2_dev}.status_ok"] = Reading(ok, ts, q)
-        return Snapshot(t, signals)
+        return Snapshot(t, signals, undelivered=self.writer.undelivered())
+
+    def _new_writer(self) -> OutputWriter:
+        devices = [n for n, d in self.loaded.config.devices.items() if d.map is not None]
+        return OutputWriter(devices, self.ctl.safe_values())
 
     def tick(self) -> None:
         out = self.ctl.scan(self.snapshot())
@@ -83,23 +92,31 @@ class SimLoop:
             self._since_full_s += self.period_s
             if self._since_full_s >= REASSERT_PERIOD_S:
                 self._since_full_s, full = 0.0, True
-        for key, value in out.outputs.items():
-            if not full and self._written.get(key) == value:
-                continue
-            dev, _, point = key.partition(".")
-            if point in RUNTIME_POINTS or self.phys.faults.offline(dev):
-                continue
-            self.phys.banks[dev].write_point(point, value)
-            self._written[key] = value
+        writer = self.writer
+        writer.dispatch(out.outputs)
+        for dev in writer.slots:
+            if self.phys.faults.offline(dev):
+                continue  # the runtime's write would time out: tried again next time
+            for point, value in writer.due(dev, full=full):
+                if f"{dev}.{point}" in self.refuse:
+                    writer.refused(dev, point, value, "refused by the device")
+                    continue
+                self.phys.banks[dev].write_point(point, value)
+                writer.landed(dev, point, value)
+            writer.settle(dev)
         for key in out.pulses:
             dev, _, point = key.partition(".")
             self.phys.banks[dev].write_point(point, 1)
         self._beat = (self._beat + 1) & 0xFFFF
         io = self.loaded.config.device_of_kind("remote_io")
-        if not self.phys.faults.offline(io):
+        if not self.phys.faults.offline(io) and writer.delivering(io):
             self.phys.banks[io].write_point("watchdog_refresh", self._beat)
         for vc in self.loaded.config.vessels.values():
-            if not self.phys.faults.offline(vc.controller):
+            # As the runtime: no beats while an output is owed, unless the device went safe.
+            beat = writer.delivering(vc.controller) or self.phys.banks[vc.controller].get(
+                "comm_lost"
+            )
+            if not self.phys.faults.offline(vc.controller) and beat:
                 self.phys.banks[vc.controller].write_point("heartbeat", self._beat)
         if self.runtime:
             self._rearm_io_watchdog()
@@ -124,7 +141,7 @@ class SimLoop:
     def restart(self) -> None:
         """A supervisor (re)start: a new controller, and a runtime that has written nothing."""
         self.ctl = Controller(self.loaded)
-        self._written = {}
+        self.writer = self._new_writer()
         self._since_full_s = 0.0
         self.last = None
 

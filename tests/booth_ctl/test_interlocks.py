@@ -26,6 +26,7 @@ TABLE: dict[str, tuple[str, Any, Any]] = {
     "holder_ok": ("holder.stall", False, True),
     "part_held": ("io.vacuum_kpa", 60.0, 10.0),
     "flux_level_ok": ("io.flux_level_pct", 80.0, 5.0),
+    "flux_lid_open": ("io.flux_lid_closed", False, True),
     "solder_temp_ok.solder1": ("heater1.pv_c", 250.0, 300.0),
 }
 #: Signals whose loss (not only their value) clears a permissive.
@@ -88,6 +89,7 @@ def _evaluate(loaded: LoadedConfig, signals: dict[str, Reading]) -> dict[str, bo
         bands_c={"solder1": (240.0, 260.0)},
         flux_done=True,
         heaters_ok=True,
+        flux_lid_input=True,
     )
 
 

@@ -17,7 +17,10 @@ c) once a heater-off condition holds in physics (thermocouple open, over tempera
    heater power, and they stay off until a reset is accepted;
 d) after a supervisor (re)start the state is ``stopped``, its outputs safe, the heater stays off
    and nothing lowers or travels until a reset; while no supervisor runs, the devices' own
-   watchdogs make them safe.
+   watchdogs make them safe. Restarted with the holder lowered at a station the booth does not
+   know, the holder is at the top within ``ADOPT_UP_S``;
+e) a device refusing the write of one point (``REFUSALS``) delays no other write: the judge gives
+   a refused safe-direction point only the device's own timeout (its heartbeats are withheld).
 
 Each condition counts from when the supervisor could know it: the inputs the I/O module and the
 controllers publish at their next step (one scan), O2 after the analyzer's report period and
@@ -87,6 +90,22 @@ SHORT_WINDOWS = {
     "runaway_max_error_c_s": 30.0,
     "heating_check_window_s": 20.0,
 }
+
+#: Points a device may refuse to write (as a device refusing a value does).
+REFUSALS = (
+    "heater1.sv_c",
+    "heater1.run",
+    "io.light_amber",
+    "io.n2_purge",
+    "io.heater_contactor",
+    "holder.station_target",
+)
+#: A station no booth config names, and how far down the holder is jogged there.
+UNKNOWN_STATION = 9
+JOG_Z_MM = (5.0, 40.0)
+#: Restarted lowered at an unknown station: at the top within this (a 40 mm climb at full speed
+#: takes 0.2 s; the first scans find the drive).
+ADOPT_UP_S = 1.0
 
 FAULTS: tuple[tuple[str, Any], ...] = (
     ("door_open", None),
@@ -309,6 +328,10 @@ class Truth:
         #: After a (re)start, until a reset: (z cap, station, station being travelled to).
         self.restart_hold: tuple[float, int | None, int | None] | None = None
         self.dead_ticks = 0
+        #: Devices refusing the write of a point now (the machine's ``refuse`` rule).
+        self.refusing: set[str] = set()
+        #: The tick of a restart with the holder lowered at an unknown station (rule d).
+        self.unknown_restart_tick: int | None = None
         #: For the statistics: conditions seen with a part in the bath, and latching the heater.
         self.seen_in_bath: set[str] = set()
         self.seen_latched: set[str] = set()
@@ -601,11 +624,15 @@ class Truth:
         since = min(self.heater_latch.values())
         coil = s.phys.io.coil("heater_contactor")
         why = sorted(self.heater_latch)
-        if self.tick > since + self.heater_off_ticks:
+        coil_due = since + self.heater_off_ticks
+        if self.io_dev in self.refusing:
+            # Its outputs undelivered, the module gets no heartbeats: its watchdog opens the coil.
+            coil_due += self.io_watchdog_ticks + 2
+        if self.tick > coil_due:
             assert not coil, f"heater contactor coil closed {self._ago(since)} after {why}"
         for vname, v in truth["vessels"].items():
             run_due = since + self.heater_off_ticks
-            if v["controller"] in offline or self.dead_ticks:
+            if v["controller"] in offline or self.dead_ticks or v["controller"] in self.refusing:
                 # The supervisor cannot reach it: the controller stops by its own comm timeout.
                 run_due += self.comm_timeout_ticks
             if self.tick > run_due:
@@ -623,6 +650,15 @@ class Truth:
     def _restart_rules(
         self, s: SimLoop, truth: dict[str, Any], supervised: bool, offline: set[str]
     ) -> None:
+        t0 = self.unknown_restart_tick
+        if t0 is not None and supervised and self.holder_dev not in offline:
+            if s.phys.holder.at_top:
+                self.unknown_restart_tick = None
+            else:
+                assert self.tick <= t0 + _ticks(ADOPT_UP_S) or self.blocked_tick >= t0, (
+                    f"holder still at z {s.phys.holder.z_mm} mm {self._ago(t0)} after a restart "
+                    f"at unknown station {s.phys.holder.station}"
+                )
         if self.restart_hold is None or not supervised:
             return
         z_cap, station, travel_to = self.restart_hold
@@ -775,6 +811,49 @@ class SimMachine(RuleBasedStateMachine):
         if f"{hd}.z_target_mm" in out:
             assert out[f"{hd}.z_target_mm"] <= z + 0.01, (out[f"{hd}.z_target_mm"], z)
 
+    @rule(point=st.sampled_from(REFUSALS))
+    def refuse(self, point: str) -> None:
+        """A device starts refusing the write of one point (an out-of-range value, a locked
+        parameter): every other write still lands, safe-direction ones first."""
+        self.s.refuse.add(point)
+        self.truth.refusing.add(point.partition(".")[0])
+
+    @rule()
+    def stop_refusing(self) -> None:
+        self.s.refuse.clear()
+        self.truth.refusing.clear()
+
+    @rule(z_mm=st.sampled_from(JOG_Z_MM), gap_s=st.sampled_from([0.0, 1.0]))
+    def crash_jog_and_restart(self, z_mm: float, gap_s: float) -> None:
+        """The supervisor dies, the holder is jogged by hand to a station the booth does not
+        know and lowered there, and the supervisor starts again: it withdraws to the top first."""
+        s, hd = self.s, self.truth.holder_dev
+        if s.phys.faults.offline(hd) or "hoist_stall" in s.phys.faults:
+            # A drive out of reach or stalled cannot be jogged: a plain crash and restart.
+            self.crash_and_restart(gap_s)
+            return
+        bank = s.phys.banks[hd]
+        for point, value, done in (
+            ("z_target_mm", 0.0, lambda: s.phys.holder.at_top),
+            ("station_target", UNKNOWN_STATION, lambda: s.phys.holder.station == UNKNOWN_STATION),
+            ("z_target_mm", z_mm, lambda: s.phys.holder.z_mm >= z_mm - 0.1),
+        ):
+            bank.write_point(point, value)
+            for _ in range(_ticks(10.0)):
+                if done() or s.phys.faults.offline(hd) or "hoist_stall" in s.phys.faults:
+                    break
+                s.dead_tick()
+                self.truth.after_tick(s, supervised=False)
+        for _ in range(_ticks(gap_s)):
+            s.dead_tick()
+            self.truth.after_tick(s, supervised=False)
+        lowered = not s.phys.holder.at_top and s.phys.holder.station == UNKNOWN_STATION
+        s.restart()
+        self.truth.restarted(s)
+        if lowered:
+            self.truth.unknown_restart_tick = self.truth.tick
+        self._tick()
+
     def _tick(self) -> None:
         self.s.tick()
         self.truth.after_tick(self.s)
@@ -881,3 +960,37 @@ def test_restart_with_the_hoist_stalled_in_the_bath_withdraws() -> None:
     m.crash_and_restart(0.0)
     m.clear_fault("hoist_stall")
     m.advance(_ticks(5.0))
+
+
+@pytest.mark.parametrize("z_mm", JOG_Z_MM)
+def test_restart_lowered_at_an_unknown_station_withdraws_first(z_mm: float) -> None:
+    """Restarted with the holder lowered at a station the booth does not know, the supervisor
+    withdraws it to the top before anything else (it held it there, in place, before)."""
+    m = SimMachine()
+    m.crash_jog_and_restart(z_mm, 0.0)
+    assert m.truth.unknown_restart_tick is not None, "the jog did not leave the holder lowered"
+    m.advance(_ticks(ADOPT_UP_S) + 5)
+    assert m.s.phys.holder.at_top, m.s.phys.holder.z_mm
+    assert m.s.phys.holder.station == UNKNOWN_STATION, "sent elsewhere before a reset"
+
+
+@pytest.mark.parametrize("point", REFUSALS)
+def test_a_refused_point_during_a_dip_delays_no_other_write(point: str) -> None:
+    """A device refuses one point while a part is in the bath and the door opens: the part is
+    out and the heater off (or the device safe by its own timeout) as the judge demands."""
+    m = SimMachine()
+    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
+    m.truth = Truth(m.s, m.recipe)
+    m.start_job(1)
+    m.advance_to(Step.DIP_DWELL)
+    m.refuse(point)
+    m.inject(("estop", None))
+    m.advance(_ticks(5.0))
+    assert not m.s.phys.state()["part_in_bath"]
+    dev = point.partition(".")[0]
+    assert dev in m.s.writer.undelivered() or point not in {
+        f"{d}.{p}" for d, slot in m.s.writer.slots.items() for p in slot.desired
+    }
+    assert any(a["code"] == "write_failed" for a in m.s.ctl.status()["alarms"]) or (
+        dev not in m.s.writer.undelivered()
+    )

@@ -1,0 +1,125 @@
+"""Heartbeats: each device with a watchdog of its own is refreshed only while the scan is
+healthy and the device's outputs are being delivered; otherwise its own layer takes it safe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from booth_ctl.config._booth import BoothConfig
+from booth_ctl.runtime._writer import OutputWriter, honour_cancel
+from drivers import Device, DeviceError, Reading
+
+log = logging.getLogger("booth_ctl.runtime")
+
+#: Each device's own timeout (the I/O watchdog, the controller's comm-loss timeout) sees this
+#: many heartbeats: three may be lost before the device goes safe by itself.
+HEARTBEATS_PER_TIMEOUT = 4
+#: Device kinds with a timeout of their own that the runtime refreshes.
+HEARTBEAT_KINDS = ("remote_io", "temp_controller", "holder_drive")
+
+
+def heartbeat_devices(cfg: BoothConfig) -> list[str]:
+    return [n for n, d in cfg.devices.items() if d.kind in HEARTBEAT_KINDS]
+
+
+def heartbeat_period_s(cfg: BoothConfig, name: str) -> float:
+    """A quarter of the device's own timeout: the I/O watchdog, or the comm-loss timeout of a
+    heater controller or the holder drive."""
+    dev = cfg.devices[name]
+    if dev.kind == "remote_io":
+        assert dev.watchdog_ms is not None  # required by the booth config
+        timeout_s = dev.watchdog_ms / 1000.0
+    else:
+        assert dev.comm_timeout_s is not None  # required by the booth config
+        timeout_s = dev.comm_timeout_s
+    return timeout_s / HEARTBEATS_PER_TIMEOUT
+
+
+class Heartbeats:
+    def __init__(
+        self,
+        cfg: BoothConfig,
+        writer: OutputWriter,
+        signals: dict[str, Reading],
+        *,
+        scan_healthy: Callable[[], bool],
+        state: Callable[[], str],
+        trip: Callable[[str], None],
+    ) -> None:
+        self._cfg = cfg
+        self._writer = writer
+        self._signals = signals
+        self._scan_healthy = scan_healthy
+        self._state = state
+        self._trip = trip
+        self._withheld: set[str] = set()
+
+    def _may_beat(self, name: str) -> bool:
+        if not self._scan_healthy():
+            return False  # let the watchdog bite: that is what it is for
+        if not self._writer.delivering(name) and not self._gone_safe(name):
+            # An output the controller wants (perhaps the safe one) is not landing: the device's
+            # own timeout must take over instead of being fed. Once it has (it reports its comm
+            # lost), it refuses targets until it sees a heartbeat again: beats resume so that
+            # it can come back; the controller has tripped on that report meanwhile.
+            if name not in self._withheld:
+                log.error("device %s: outputs not delivered, heartbeats withheld", name)
+                self._withheld.add(name)
+            return False
+        if name in self._withheld:
+            log.warning("device %s: outputs delivered again, heartbeats resume", name)
+            self._withheld.discard(name)
+        return True
+
+    async def run(self, name: str, dev: Device) -> None:
+        """Refreshes one device's own watchdog while allowed (see ``_may_beat``)."""
+        is_io = dev.config.kind == "remote_io"
+        point = "watchdog_refresh" if is_io else "heartbeat"
+        period_s = heartbeat_period_s(self._cfg, name)
+        counter = 0
+        while True:
+            await asyncio.sleep(period_s)
+            if is_io and self._io_tripped(name):
+                # A tripped module refuses its outputs (so they count undelivered); re-arming it
+                # is what lets them land again.
+                await self._clear_io_watchdog(name, dev)
+                continue
+            if not self._may_beat(name):
+                continue
+            counter = (counter + 1) & 0xFFFF
+            try:
+                await dev.write(point, counter)
+            except DeviceError:
+                pass  # the poller reports the device's health once per episode
+            finally:
+                honour_cancel()
+
+    def _gone_safe(self, name: str) -> bool:
+        lost = self._signals.get(f"{name}.comm_lost")
+        return lost is not None and lost.good and bool(lost.value)
+
+    def _io_tripped(self, io_name: str) -> bool:
+        tripped = self._signals.get(f"{io_name}.watchdog_tripped")
+        return tripped is not None and tripped.good and bool(tripped.value)
+
+    async def _clear_io_watchdog(self, io_name: str, dev: Device) -> None:
+        """After the module's watchdog forced its outputs safe, re-arm it only from a safe state."""
+        if self._state() not in ("stopped", "aborted"):
+            self._trip("I/O module watchdog tripped: its outputs were forced safe")
+            return
+        if not self._scan_healthy():
+            return
+        # A tripped module holds its outputs safe and refuses writes to them, so the controller's
+        # (safe, in these states) outputs cannot land first: clear, then have the writer send
+        # every output again.
+        try:
+            await dev.write("watchdog_clear", 1)
+        except DeviceError as exc:
+            log.error("re-arming the I/O watchdog failed: %s", exc)
+            return
+        finally:
+            honour_cancel()
+        log.warning("I/O module watchdog re-armed")
+        self._writer.resend(io_name)

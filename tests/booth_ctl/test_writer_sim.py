@@ -1,0 +1,120 @@
+"""The output writer against the simulator's Modbus devices: a refused write blocks no other.
+
+A device refusing one point (it keeps another value: the driver's readback sees it) used to
+abort the whole batch of that device, so a later safe write (a heater's ``run`` = 0, the
+holder's withdrawal) was never sent while its heartbeats went on. Now each point is written on
+its own, safe-direction ones first; the device counts undelivered and its heartbeats stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.control._controller import Controller
+from booth_ctl.runtime._heartbeats import Heartbeats, heartbeat_period_s
+from booth_ctl.runtime._writer import OutputWriter
+from drivers import DeviceSet, Reading
+from sim_hw import SimBooth
+from tests._util import render_config, wait_for
+
+pytestmark = pytest.mark.hil
+
+
+def _keep_old(old: int, written: int) -> int:
+    return old  # the device refuses the value: a readback shows what it kept
+
+
+@asynccontextmanager
+async def _rig(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[SimBooth, DeviceSet, OutputWriter, LoadedConfig]]:
+    path = render_config(tmp_path)
+    loaded = load_config(path)
+    ctl = Controller(loaded)
+    async with SimBooth(path) as sim, DeviceSet(loaded.config.devices, loaded.maps) as devices:
+        names = [n for n, d in loaded.config.devices.items() if d.map is not None]
+        writer = OutputWriter(names, ctl.safe_values())
+        tasks = [asyncio.create_task(writer.run(n, devices.devices[n])) for n in names]
+        try:
+            yield sim, devices, writer, loaded
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_refused_setpoint_does_not_keep_the_heater_running(tmp_path: Path) -> None:
+    async with _rig(tmp_path) as (sim, _devices, writer, _loaded):
+        bank = sim.bank("heater1")
+        bank.set("run", 1)
+        bank.hook_write("sv_c", _keep_old)
+        # Controller order: the setpoint first, then run off.
+        writer.dispatch({"heater1.sv_c": 290.0, "heater1.run": 0})
+        await wait_for(lambda: bank.get("run") == 0, timeout_s=3.0, what="heater1.run = 0 written")
+        await wait_for(
+            lambda: "heater1" in writer.undelivered(), timeout_s=3.0, what="heater1 undelivered"
+        )
+        assert writer.slots["heater1"].failed == {"sv_c"}
+
+
+async def test_a_refused_station_does_not_keep_the_holder_down(tmp_path: Path) -> None:
+    async with _rig(tmp_path) as (sim, _devices, writer, loaded):
+        bank = sim.bank("holder")
+        bank.set("z_target_mm", 30.0)
+        bank.hook_write("station_target", _keep_old)
+        top = loaded.config.holder.z_travel_mm
+        writer.dispatch({"holder.station_target": 2, "holder.z_target_mm": top})
+        await wait_for(
+            lambda: bank.get("z_target_mm") == pytest.approx(top),
+            timeout_s=3.0,
+            what="holder.z_target_mm = top written",
+        )
+        assert writer.undelivered() == {"holder"}
+
+
+async def test_a_device_with_undelivered_outputs_gets_no_heartbeats(tmp_path: Path) -> None:
+    async with _rig(tmp_path) as (sim, devices, writer, loaded):
+        cfg = loaded.config
+        signals: dict[str, Reading] = {}
+        beats = Heartbeats(
+            cfg, writer, signals, scan_healthy=lambda: True, state=lambda: "stopped", trip=print
+        )
+        bank = sim.bank("heater1")
+        task = asyncio.create_task(beats.run("heater1", devices.devices["heater1"]))
+        try:
+            period_s = heartbeat_period_s(cfg, "heater1")
+            seq0 = bank.write_seq("heartbeat")
+            await wait_for(
+                lambda: bank.write_seq("heartbeat") > seq0, timeout_s=3 * period_s, what="a beat"
+            )
+            bank.hook_write("sv_c", _keep_old)
+            writer.dispatch({"heater1.sv_c": 290.0})
+            await wait_for(
+                lambda: "heater1" in writer.undelivered(), timeout_s=3.0, what="undelivered"
+            )
+            await asyncio.sleep(period_s)  # a beat already on its way may still land
+            seq1 = bank.write_seq("heartbeat")
+            # Over the device's whole comm-loss timeout, not one heartbeat.
+            await asyncio.sleep(4 * period_s)
+            assert bank.write_seq("heartbeat") == seq1
+            # The device's own timeout took over: it says comm lost and stops controlling.
+            await wait_for(
+                lambda: bool(bank.get("comm_lost")), timeout_s=2 * period_s, what="comm_lost"
+            )
+            # Gone safe, it refuses targets until it sees a heartbeat: the beats resume (as the
+            # poller would show it) so that it can come back once the refusal ends.
+            signals["heater1.comm_lost"] = Reading(True, time.monotonic())
+            seq2 = bank.write_seq("heartbeat")
+            await wait_for(
+                lambda: bank.write_seq("heartbeat") > seq2, timeout_s=3 * period_s, what="beats"
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
