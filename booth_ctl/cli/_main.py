@@ -18,10 +18,11 @@ import aiomqtt
 import uvloop
 from pydantic import ValidationError
 
-from booth_ctl.config._booth import BoothConfig, LoadedConfig, load_config
+from booth_ctl.config._booth import BoothConfig, LoadedConfig, check_config, load_config
 from booth_ctl.links.mqtt._client import NoReply, mqtt_client, read_status, send_command
 from booth_ctl.records._store import RecordError, RecordStore
-from drivers import ConfigError, RegisterMap, TomlError, read_toml
+from drivers import ConfigError, TomlError, read_toml
+from drivers._booth_file import validation_lines
 
 #: Where the installed service keeps its config; ``BOOTH_CONFIG`` or ``--config`` override it.
 DEFAULT_CONFIG = "/etc/booth/booth.toml"
@@ -151,7 +152,7 @@ def _mqtt_target(args: argparse.Namespace) -> LoadedConfig:
         print(f"boothctl: invalid config: {path}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from exc
     except ValidationError as exc:
-        problems = "; ".join(_validation_lines(exc))
+        problems = "; ".join(validation_lines(exc))
         print(f"boothctl: invalid config: {path}: {problems}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from exc
     return LoadedConfig(path, cfg, {})
@@ -300,50 +301,10 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def config_problems(path: Path) -> tuple[BoothConfig | None, list[str]]:
-    """Every problem of a booth config and of the register maps it names, one line each.
-
-    Each line starts with the file it is about and names the field (``devices.io.transport.port``)
-    or, for TOML syntax, the line and column.
-    """
-    try:
-        data = read_toml(path)
-    except OSError as exc:
-        return None, [f"{path}: cannot read: {exc.strerror}"]
-    except TomlError as exc:
-        return None, [f"{path}: {exc}"]
-    try:
-        cfg = BoothConfig.model_validate(data)
-    except ValidationError as exc:
-        return None, [f"{path}: {line}" for line in _validation_lines(exc)]
-    problems: list[str] = []
-    for name, dev in cfg.devices.items():
-        if dev.map is None:
-            continue
-        map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
-        where = f"{path}: devices.{name}.map"
-        try:
-            map_data = read_toml(map_path)
-        except OSError as exc:
-            problems.append(f"{where}: cannot read {map_path}: {exc.strerror}")
-            continue
-        except TomlError as exc:
-            problems.append(f"{map_path}: {exc}")
-            continue
-        try:
-            RegisterMap.model_validate(map_data)
-        except ValidationError as exc:
-            problems.extend(f"{map_path}: {line}" for line in _validation_lines(exc))
-    return cfg, problems
-
-
-def _validation_lines(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        # A cross-field rule names its own fields in its message.
-        lines.append(msg if loc == "(top)" and ": " in msg else f"{loc}: {msg}")
-    return lines
+    """Every problem of a booth config and of its register maps, one line each: the very check
+    ``boothctl run`` refuses to start on (``booth_ctl.config._booth.check_config``)."""
+    loaded, problems = check_config(path)
+    return (loaded.config if loaded is not None else None), problems
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
