@@ -140,6 +140,20 @@ stop or kill the supervisor in the middle of a dip.
 """
 
 
+#: Hand-written sections of docs/safety.md (the review findings and the tests that prove them)
+#: start with this heading prefix; a new run of the matrix keeps them after its table.
+KEPT_HEADING = "## Review findings"
+
+
+def _review_findings(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = text.find(f"\n{KEPT_HEADING}")
+    return "\n" + text[at:].lstrip("\n") if at >= 0 else ""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faults", default=",".join(label for label, _, _ in FAULTS))
@@ -173,7 +187,9 @@ def main() -> int:
     print()
     print(body)
     if not args.no_write:
-        Path(args.out).write_text(document(body, when, took, failed, load), encoding="utf-8")
+        out = Path(args.out)
+        kept = _review_findings(out)
+        out.write_text(document(body, when, took, failed, load) + kept, encoding="utf-8")
         print(f"\nwritten: {args.out}")
     return 1 if failed else 0
 
