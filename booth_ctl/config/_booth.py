@@ -178,6 +178,8 @@ class VesselConfig(_Strict):
     station: Annotated[int, Field(ge=0, le=15)]
     surface_z_mm: Annotated[float, Field(gt=0)]
     depth_max_mm: Annotated[float, Field(gt=0)]
+    #: Plus idle_band_c: under limits.temp_max_c and the flux's autoignition point less the
+    #: margin (``_rules``); 450 C is the static cap of every temperature of the booth.
     idle_setpoint_c: Annotated[float, Field(ge=0, le=450)]
     #: Resetting reaches idle once the solder is within idle_setpoint_c +/- this.
     idle_band_c: Annotated[float, Field(gt=0, le=50)] = 10.0

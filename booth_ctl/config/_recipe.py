@@ -61,6 +61,8 @@ class FluxStep(_Strict):
 class DipStep(_Strict):
     vessel: str
     alloy: str
+    #: 450 C covers the hottest alloy of the table (Au88Ge12: liquidus 356 + superheat); the
+    #: booth's trip and its flux's autoignition point cap it further (``_dip_problems``).
     setpoint_c: Annotated[float, Field(gt=0, le=450)]
     #: The dip waits until the solder is within setpoint +/- band.
     band_c: Annotated[float, Field(gt=0, le=50)]
@@ -74,6 +76,7 @@ class Recipe(_Strict):
     description: str = ""
     holder: Literal["suction", "chain", "both"]
     o2_limit_ppm: Annotated[float, Field(gt=0, le=O2_ABSOLUTE_MAX_PPM)]
+    #: At least the booth's limits.o2_stable_s (itself at least one analyzer report).
     o2_stable_s: Annotated[float, Field(gt=0, le=3600)]
     drain_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
     cool_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
