@@ -37,10 +37,10 @@ DAY_S = 86_400
 #: in a name (``io.main``) makes outputs that are never written while heartbeats go on.
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 #: "Top" is reached at z_travel_mm + z_tolerance_mm; it must stay this much more above every
-#: bath and the flux (or the approach gap, if larger: the holder travels between stations at full
-#: speed at the top, and a fast approach may come no nearer than the gap). The margin covers the
-#: part and its holder hanging below the reference point, a bath's surface lifted by the parts
-#: dipped and waves from the last dip.
+#: bath and the flux: the holder travels between stations at full speed at the top, and the
+#: margin covers the part and its holder hanging below the reference point, a bath's surface
+#: lifted by the parts dipped and waves from the last dip. (A wider approach gap needs no more:
+#: the fast approach never starts below the top.)
 TRAVEL_CLEARANCE_MM = 10.0
 #: The fast approach stops at least this many z tolerances above a surface: a fast move counts
 #: as arrived within one tolerance, and the second keeps an overshooting stop out of the bath.
@@ -155,7 +155,7 @@ def _geometry_problems(cfg: BoothConfig) -> Iterator[str]:
             f"{APPROACH_GAP_TOLERANCES:g} x holder.z_tolerance_mm {h.z_tolerance_mm:g}: a fast "
             "approach could stop in the bath"
         )
-    clearance_mm = max(TRAVEL_CLEARANCE_MM, h.approach_gap_mm)
+    clearance_mm = TRAVEL_CLEARANCE_MM
     top_mm = h.z_travel_mm + h.z_tolerance_mm
     baths = [(f"vessels.{n}", v.surface_z_mm, v.depth_max_mm) for n, v in cfg.vessels.items()]
     baths.append(("flux", cfg.flux.surface_z_mm, cfg.flux.depth_max_mm))
