@@ -106,10 +106,6 @@ def table(outcomes: list[Outcome], procs: list[ProcessOutcome]) -> str:
     return "\n".join(rows)
 
 
-#: From this heading on, docs/safety.md is written by hand and kept across runs.
-KEPT_FROM = "\n## Review findings"
-
-
 def document(body: str, when: str, took_s: float, failed: int, load: float) -> str:
     return f"""# Safety: the fault matrix
 
@@ -142,6 +138,20 @@ stop or kill the supervisor in the middle of a dip.
 
 {body}
 """
+
+
+#: Hand-written sections of docs/safety.md (the review findings and the tests that prove them)
+#: start with this heading prefix; a new run of the matrix keeps them after its table.
+KEPT_HEADING = "## Review findings"
+
+
+def _review_findings(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = text.find(f"\n{KEPT_HEADING}")
+    return "\n" + text[at:].lstrip("\n") if at >= 0 else ""
 
 
 def main() -> int:
@@ -178,11 +188,8 @@ def main() -> int:
     print(body)
     if not args.no_write:
         out = Path(args.out)
-        # Hand-written sections after the generated table (review findings) are kept.
-        old = out.read_text(encoding="utf-8") if out.exists() else ""
-        kept = old[old.index(KEPT_FROM) :] if KEPT_FROM in old else ""
-        text = document(body, when, took, failed, load)
-        out.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
+        kept = _review_findings(out)
+        out.write_text(document(body, when, took, failed, load) + kept, encoding="utf-8")
         print(f"\nwritten: {args.out}")
     return 1 if failed else 0
 

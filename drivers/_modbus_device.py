@@ -21,16 +21,10 @@ from ._errors import (
 from ._health import Health, aged
 from ._modbus import ModbusLine
 from ._reading import Quality, Reading
+from ._safety_points import SETUP_POINTS
 
 #: Modbus exception codes by which a gateway says the device behind it did not answer.
 GATEWAY_EXCEPTION_CODES = frozenset({0x0A, 0x0B})
-
-#: Set-up written on every (re)connect: device kind -> (config field, map point).
-SETUP_POINTS = {
-    "temp_controller": ("comm_timeout_s", "comm_timeout_s"),
-    "holder_drive": ("comm_timeout_s", "comm_timeout_s"),
-    "remote_io": ("watchdog_ms", "watchdog_timeout_ms"),
-}
 
 
 class ModbusDevice:

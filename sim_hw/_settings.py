@@ -14,15 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers import (
-    ConfigError,
-    DeviceConfig,
-    RegisterMap,
-    TomlError,
-    format_validation_error,
-    load_register_map,
-    read_toml,
-)
+from drivers import DeviceConfig, RegisterMap
+from drivers._booth_file import load_maps, read_booth_file, refuse, validation_lines
+from drivers._safety_points import missing_points
 
 #: Coils of the remote I/O after a watchdog trip: N2 keeps flowing, the exhaust keeps running,
 #: the heater contactor opens, the suction head keeps its vacuum (a held part is never dropped),
@@ -39,22 +33,6 @@ DEFAULT_IO_SAFE_OUTPUTS: dict[str, bool | Literal["hold"]] = {
     "light_green": False,
     "buzzer": False,
 }
-
-
-#: Points (or bits) the simulated devices need in their maps, by device kind. A map may name more;
-#: the remote I/O's inputs beyond the watchdog are optional (only those present are published).
-REQUIRED_POINTS: dict[str, tuple[str, ...]] = {
-    "temp_controller": (
-        "pv_c", "output_pct", "sv_c", "run", "heartbeat", "comm_timeout_s",
-        "tc_open", "alarm", "comm_lost", "running",
-    ),
-    "remote_io": ("watchdog_refresh", "watchdog_timeout_ms", "watchdog_clear", "watchdog_tripped"),
-    "holder_drive": (
-        "station_target", "z_target_mm", "z_speed_mm_s", "fault_reset", "heartbeat",
-        "comm_timeout_s", "station", "z_mm", "moving", "stall", "limit_top", "limit_bottom",
-        "in_position", "comm_lost",
-    ),
-}  # fmt: skip
 
 
 class _Lenient(BaseModel):
@@ -219,12 +197,9 @@ class LoadedSim:
 def load_sim_config(path: str | Path) -> LoadedSim:
     """Read the booth TOML for the simulator; ConfigError names the file and every problem."""
     p = Path(path)
-    try:
-        data = read_toml(p)
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
-    except TomlError as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
+    data, problems = read_booth_file(p)
+    if data is None:
+        raise refuse(problems)
     return sim_config_from_dict(data, p)
 
 
@@ -232,45 +207,34 @@ def sim_config_from_dict(data: dict[str, Any], path: Path) -> LoadedSim:
     try:
         cfg = SimConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
-    problems: list[str] = []
-    maps: dict[str, RegisterMap] = {}
-    for name, dev in cfg.devices.items():
-        if dev.map is None:
-            continue
-        map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
-        try:
-            maps[name] = load_register_map(map_path)
-        except ConfigError as exc:
-            problems.append(f"devices.{name}.map: {exc}")
+        raise refuse([f"{path}: {line}" for line in validation_lines(exc)]) from exc
+    maps, problems = load_maps(cfg.devices, path)
     for vname, vessel in cfg.vessels.items():
         ctl = cfg.devices.get(vessel.controller)
         if ctl is None or ctl.kind != "temp_controller":
             problems.append(
-                f"vessels.{vname}.controller: {vessel.controller!r} is not a temp_controller"
+                f"{path}: vessels.{vname}.controller: {vessel.controller!r} is not a "
+                "temp_controller"
             )
     if cfg.holder.kind != "chain" and cfg.sim.part_release_kpa >= cfg.holder.vacuum_hold_kpa:
         problems.append(
-            f"sim.part_release_kpa: {cfg.sim.part_release_kpa:g} must be below "
+            f"{path}: sim.part_release_kpa: {cfg.sim.part_release_kpa:g} must be below "
             f"holder.vacuum_hold_kpa ({cfg.holder.vacuum_hold_kpa:g})"
         )
     for vname in cfg.sim.vessels:
         if vname not in cfg.vessels:
-            problems.append(f"sim.vessels.{vname}: no such vessel")
+            problems.append(f"{path}: sim.vessels.{vname}: no such vessel")
     for kind in ("remote_io", "holder_drive"):
         if not any(d.kind == kind for d in cfg.devices.values()):
-            problems.append(f"devices: no device of kind {kind!r}")
-    for name, dev in cfg.devices.items():
-        regmap = maps.get(name)
-        if regmap is None:
-            continue
-        for point in REQUIRED_POINTS.get(dev.kind, ()):
-            if point not in regmap.points and point not in regmap.bits:
-                problems.append(f"devices.{name}.map: the simulated {dev.kind} needs {point!r}")
-        if dev.kind == "remote_io":
-            coils = {n for n, p in maps[name].points.items() if p.table == "coil"}
+            problems.append(f"{path}: devices: no device of kind {kind!r}")
+    for name, regmap in maps.items():
+        kind = cfg.devices[name].kind
+        # The points the simulated device serves: the one table the supervisor checks too.
+        problems.extend(f"{path}: {line}" for line in missing_points(name, kind, regmap, "sim"))
+        if kind == "remote_io":
+            coils = {n for n, p in regmap.points.items() if p.table == "coil"}
             for coil in sorted(set(cfg.sim.io_safe_outputs) - coils):
-                problems.append(f"sim.io_safe_outputs.{coil}: no such coil in {name}'s map")
+                problems.append(f"{path}: sim.io_safe_outputs.{coil}: no such coil in {name}'s map")
     if problems:
-        raise ConfigError(f"{path}: " + "; ".join(problems))
+        raise refuse(problems)
     return LoadedSim(path, cfg, maps)

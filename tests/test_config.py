@@ -58,7 +58,7 @@ def test_missing_map_file_is_named(tmp_path: Path) -> None:
     [
         ("holder", "holder-generic.toml", "heartbeat", r"writable point 'heartbeat'"),
         ("heater1", "tc-generic.toml", "comm_timeout_s", r"writable point 'comm_timeout_s'"),
-        ("io", "io-generic.toml", "watchdog_tripped", r"a point or bit 'watchdog_tripped'"),
+        ("io", "io-generic.toml", "watchdog_tripped", r"point or bit 'watchdog_tripped'"),
     ],
 )
 def test_a_map_without_a_safety_layer_point_is_refused(

@@ -19,45 +19,15 @@ from booth_ctl.cli._common import (
     load,
     validation_lines,
 )
-from booth_ctl.config._booth import BoothConfig, LoadedConfig, load_config
-from drivers import ConfigError, RegisterMap, TomlError, read_toml
+from booth_ctl.config._booth import BoothConfig, LoadedConfig, check_config, load_config
+from drivers import ConfigError
 
 
 def config_problems(path: Path) -> tuple[BoothConfig | None, list[str]]:
-    """Every problem of a booth config and of the register maps it names, one line each.
-
-    Each line starts with the file it is about and names the field (``devices.io.transport.port``)
-    or, for TOML syntax, the line and column.
-    """
-    try:
-        data = read_toml(path)
-    except OSError as exc:
-        return None, [f"{path}: cannot read: {exc.strerror}"]
-    except TomlError as exc:
-        return None, [f"{path}: {exc}"]
-    try:
-        cfg = BoothConfig.model_validate(data)
-    except ValidationError as exc:
-        return None, [f"{path}: {line}" for line in validation_lines(exc)]
-    problems: list[str] = []
-    for name, dev in cfg.devices.items():
-        if dev.map is None:
-            continue
-        map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
-        where = f"{path}: devices.{name}.map"
-        try:
-            map_data = read_toml(map_path)
-        except OSError as exc:
-            problems.append(f"{where}: cannot read {map_path}: {exc.strerror}")
-            continue
-        except TomlError as exc:
-            problems.append(f"{map_path}: {exc}")
-            continue
-        try:
-            RegisterMap.model_validate(map_data)
-        except ValidationError as exc:
-            problems.extend(f"{map_path}: {line}" for line in validation_lines(exc))
-    return cfg, problems
+    """Every problem of a booth config and of its register maps, one line each: the very check
+    ``boothctl run`` refuses to start on (``booth_ctl.config._booth.check_config``)."""
+    loaded, problems = check_config(path)
+    return (loaded.config if loaded is not None else None), problems
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

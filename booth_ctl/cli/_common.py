@@ -9,12 +9,12 @@ import logging
 import os
 import sys
 
-from pydantic import ValidationError
 
 from booth_ctl.commands import Role
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.records import RecordError, RecordStore
 from drivers import ConfigError
+from drivers._booth_file import validation_lines
 
 #: Where the installed service keeps its config; ``BOOTH_CONFIG`` or ``--config`` override it.
 DEFAULT_CONFIG = "/etc/booth/booth.toml"
@@ -52,16 +52,6 @@ def load(path: str) -> LoadedConfig:
     except ConfigError as exc:
         print(f"boothctl: invalid config: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from exc
-
-
-def validation_lines(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        # A cross-field rule names its own fields in its message.
-        lines.append(msg if loc == "(top)" and ": " in msg else f"{loc}: {msg}")
-    return lines
 
 
 def open_store(loaded: LoadedConfig, cmd: str) -> RecordStore:

@@ -11,24 +11,59 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers import (
-    ConfigError,
-    DeviceConfig,
-    RegisterMap,
-    TomlError,
-    format_validation_error,
-    load_register_map,
-    read_toml,
+from booth_ctl.config._alloys import FluxAgent, SolventClass
+from drivers import DeviceConfig, RegisterMap
+from drivers._booth_file import (
+    RULE_SEPARATOR,
+    load_maps,
+    read_booth_file,
+    refuse,
+    validation_lines,
 )
-from drivers._config import (
-    COMM_TIMEOUT_S_MAX,
-    COMM_TIMEOUT_S_MIN,
-    WATCHDOG_MS_MAX,
-    WATCHDOG_MS_MIN,
-)
+from drivers._config import STALE_MAX_S
+from drivers._safety_points import missing_points
 
 #: Claim 29: the solder is never transferred above this, whatever a recipe says.
 O2_ABSOLUTE_MAX_PPM = 10_000.0
+
+# Bounds of the safety-relevant numbers, each with the reason it holds (CONTRACT s.4: no
+# configuration can lift a rule). Cross-field bounds are in ``_rules``.
+
+#: Gas volume of the enclosure, litres. The purge counts purge_volumes x volume_l of N2 before it
+#: believes the O2 reading; a figure under half a litre cannot be a booth that holds a solder pot
+#: and a flux vessel (it is a unit slip, m3 or mL), and would count the purge done at once.
+VOLUME_MIN_L = 0.5
+#: The longest an O2 or solder-temperature reading may be trusted: the drivers' own cap for the
+#: analyzer and the controllers (two missed 1 Hz reports; a pot changes slowly). Longer, and a
+#: part stays in the bath on a reading that says nothing about now.
+LIMIT_STALE_MAX_S = STALE_MAX_S
+#: O2 "stable" lasts at least this long: one report period of a 1 Hz analyzer. Shorter, and one
+#: reading held fresh would be "stable" (0.01 s was accepted).
+O2_STABLE_MIN_S = 1.0
+#: An O2 reading unchanged this long is a stuck analyzer, not a stable atmosphere. A real cell's
+#: noise changes its reading within seconds; five minutes of a frozen value is no measurement.
+O2_FROZEN_MAX_S = 300.0
+#: Below target - hysteresis (or above target + hysteresis with the output on) the heater's
+#: off-target time counts toward a runaway trip. Wider than this, a bath could sit far outside
+#: every useful dip band without the check counting anything.
+RUNAWAY_HYSTERESIS_MAX_C = 25.0
+#: The runaway budget, C x s off target beyond the hysteresis. 3600 is 60 C off for a minute, or
+#: 10 C for six: larger and the check never trips within a job (1e9 was accepted: check off).
+RUNAWAY_MAX_ERROR_MAX_C_S = 3600.0
+#: The rise the heater must show within its window while heating. A thermocouple input resolves
+#: 0.1 C: under five counts, noise alone would pass the check (1e-6 was accepted: check off).
+HEATING_GAIN_MIN_C = 0.5
+#: A rise this large with the heater off is a stuck-on element; beyond it the check is blind to
+#: the fault until the over-temperature trip, at the flux's doorstep.
+STUCK_ON_RISE_MAX_C = 25.0
+#: The hold threshold of the suction head, kPa of vacuum. A pump reaches several kPa through an
+#: open nozzle with no part on it (the simulator's 8 kPa); under 20 kPa an unsealed head could
+#: count as holding a part (0.01 was accepted: any reading was "held").
+VACUUM_HOLD_MIN_KPA = 20.0
+#: The fast approach stops this far above a surface at least, and never less than
+#: ``APPROACH_GAP_TOLERANCES`` x z_tolerance_mm: a fast move counts as arrived within the
+#: tolerance, so a smaller gap could stop a fast-moving part in the bath.
+APPROACH_GAP_MIN_MM = 2.0
 
 
 class _Strict(BaseModel):
@@ -73,10 +108,6 @@ class MetricsConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)]
 
 
-#: Seconds in a day (the keep times of the records are in days).
-DAY_S = 86_400
-
-
 class RecordsConfig(_Strict):
     path: str
     recipes_dir: str = "recipes"
@@ -90,24 +121,26 @@ class RecordsConfig(_Strict):
 
 
 class BoothGeometry(_Strict):
-    volume_l: Annotated[float, Field(gt=0, le=100_000)]
+    volume_l: Annotated[float, Field(ge=VOLUME_MIN_L, le=100_000)]
     purge_volumes: Annotated[float, Field(ge=1.0, le=50)] = 3.0
 
 
 class LimitsConfig(_Strict):
-    o2_stale_s: Annotated[float, Field(gt=0, le=10)] = 1.0
-    o2_frozen_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    temp_stale_s: Annotated[float, Field(gt=0, le=10)] = 1.0
-    temp_max_c: Annotated[float, Field(gt=0, le=450)] = 380.0
-    runaway_hysteresis_c: Annotated[float, Field(gt=0, le=100)] = 15.0
-    runaway_max_error_c_s: Annotated[float, Field(gt=0)] = 600.0
+    o2_stale_s: Annotated[float, Field(gt=0, le=LIMIT_STALE_MAX_S)] = 1.0
+    o2_frozen_s: Annotated[float, Field(gt=0, le=O2_FROZEN_MAX_S)] = 30.0
+    temp_stale_s: Annotated[float, Field(gt=0, le=LIMIT_STALE_MAX_S)] = 1.0
+    #: The over-temperature trip: under the autoignition point of the booth's flux less the
+    #: margin (``_rules``), and above every idle setpoint and band.
+    temp_max_c: Annotated[float, Field(gt=0, le=450)] = 300.0
+    runaway_hysteresis_c: Annotated[float, Field(gt=0, le=RUNAWAY_HYSTERESIS_MAX_C)] = 15.0
+    runaway_max_error_c_s: Annotated[float, Field(gt=0, le=RUNAWAY_MAX_ERROR_MAX_C_S)] = 600.0
     heating_check_window_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    heating_check_gain_c: Annotated[float, Field(gt=0, le=100)] = 1.0
-    stuck_on_rise_c: Annotated[float, Field(gt=0, le=100)] = 5.0
+    heating_check_gain_c: Annotated[float, Field(ge=HEATING_GAIN_MIN_C, le=100)] = 1.0
+    stuck_on_rise_c: Annotated[float, Field(gt=0, le=STUCK_ON_RISE_MAX_C)] = 5.0
     vessel_dips_warn: Annotated[int, Field(ge=1)] = 500
     flux_dips_warn: Annotated[int, Field(ge=1)] = 200
     #: No recipe may ask for a shorter O2 stable time than this.
-    o2_stable_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    o2_stable_s: Annotated[float, Field(ge=O2_STABLE_MIN_S, le=3600)] = 1.0
     #: O2 limit while no job runs (resetting, idle): the purge stops once O2 is under it.
     o2_ready_ppm: Annotated[float, Field(gt=0, le=O2_ABSOLUTE_MAX_PPM)] = 1000.0
     #: A stopping or aborting holder that has not confirmed the top by then is given up on.
@@ -121,18 +154,24 @@ class LimitsConfig(_Strict):
 
 class HolderConfig(_Strict):
     kind: Literal["suction", "chain", "both"]
-    vacuum_hold_kpa: Annotated[float, Field(gt=0, le=101)] = 40.0
+    vacuum_hold_kpa: Annotated[float, Field(ge=VACUUM_HOLD_MIN_KPA, le=101)] = 40.0
     load_station: Annotated[int, Field(ge=0, le=15)] = 0
+    #: "Top": clear of every surface by a margin (``_rules``).
     z_travel_mm: Annotated[float, Field(ge=0)] = 0.0
     z_fast_speed_mm_s: Annotated[float, Field(gt=0, le=2000)] = 200.0
     z_max_mm: Annotated[float, Field(gt=0, le=2000)] = 150.0
     #: A position reading within this of its target counts as reached.
     z_tolerance_mm: Annotated[float, Field(gt=0, le=10)] = 0.5
     #: The fast approach stops this far above a surface; the rest is at the recipe's speed.
-    approach_gap_mm: Annotated[float, Field(ge=0, le=100)] = 5.0
+    approach_gap_mm: Annotated[float, Field(ge=APPROACH_GAP_MIN_MM, le=100)] = 5.0
 
 
 class FluxConfig(_Strict):
+    #: The class of flux the flux vessel holds: the booth's over-temperature trip and idle
+    #: setpoints stay under its autoignition point, and every recipe must name the same flux.
+    agent: FluxAgent
+    #: A ``mixture`` names its solvent classes; it is judged by the lowest autoignition point.
+    components: Annotated[list[SolventClass], Field(min_length=2, max_length=4)] | None = None
     station: Annotated[int, Field(ge=0, le=15)]
     surface_z_mm: Annotated[float, Field(gt=0)]
     depth_max_mm: Annotated[float, Field(gt=0)]
@@ -144,6 +183,8 @@ class VesselConfig(_Strict):
     station: Annotated[int, Field(ge=0, le=15)]
     surface_z_mm: Annotated[float, Field(gt=0)]
     depth_max_mm: Annotated[float, Field(gt=0)]
+    #: Plus idle_band_c: under limits.temp_max_c and the flux's autoignition point less the
+    #: margin (``_rules``); 450 C is the static cap of every temperature of the booth.
     idle_setpoint_c: Annotated[float, Field(ge=0, le=450)]
     #: Resetting reaches idle once the solder is within idle_setpoint_c +/- this.
     idle_band_c: Annotated[float, Field(gt=0, le=50)] = 10.0
@@ -171,62 +212,11 @@ class BoothConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> BoothConfig:
-        kinds = {name: d.kind for name, d in self.devices.items()}
-        for needed in ("remote_io", "holder_drive", "o2_analyzer"):
-            if needed not in kinds.values():
-                raise ValueError(f"devices: no device of kind {needed!r}")
-        # CONTRACT s.4: the devices make themselves safe when the supervisor goes silent. A
-        # booth config cannot leave their watchdogs out (the bounds are DeviceConfig's).
-        for name, d in self.devices.items():
-            if d.kind == "remote_io" and d.watchdog_ms is None:
-                raise ValueError(
-                    f"devices.{name}.watchdog_ms: required for a remote_io (its communication "
-                    f"watchdog drops the outputs to safe; {WATCHDOG_MS_MIN}-{WATCHDOG_MS_MAX} ms)"
-                )
-            if d.kind == "temp_controller" and d.comm_timeout_s is None:
-                raise ValueError(
-                    f"devices.{name}.comm_timeout_s: required for a temp_controller (it stops "
-                    f"its output without the supervisor's heartbeat; "
-                    f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
-                )
-            if d.kind == "holder_drive" and d.comm_timeout_s is None:
-                raise ValueError(
-                    f"devices.{name}.comm_timeout_s: required for a holder_drive (it withdraws "
-                    f"the part by itself without the supervisor's heartbeat; "
-                    f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
-                )
-        stations = {self.holder.load_station: "holder.load_station", self.flux.station: "flux"}
-        for name, v in self.vessels.items():
-            if kinds.get(v.controller) != "temp_controller":
-                raise ValueError(
-                    f"vessels.{name}.controller: {v.controller!r} is not a temp_controller device"
-                )
-            if v.station in stations:
-                raise ValueError(
-                    f"vessels.{name}.station: station {v.station} is already {stations[v.station]}"
-                )
-            stations[v.station] = f"vessels.{name}"
-            if v.idle_setpoint_c + v.idle_band_c >= self.limits.temp_max_c:
-                raise ValueError(
-                    f"vessels.{name}.idle_setpoint_c: plus idle_band_c must stay under "
-                    f"limits.temp_max_c ({self.limits.temp_max_c})"
-                )
-            if v.surface_z_mm + v.depth_max_mm > self.holder.z_max_mm:
-                raise ValueError(
-                    f"vessels.{name}: surface_z_mm + depth_max_mm exceeds holder.z_max_mm "
-                    f"({self.holder.z_max_mm})"
-                )
-        if self.flux.surface_z_mm + self.flux.depth_max_mm > self.holder.z_max_mm:
-            raise ValueError("flux: surface_z_mm + depth_max_mm exceeds holder.z_max_mm")
-        keep_s = self.mqtt.request_id_keep_s
-        if self.records.audit_keep_days * DAY_S < keep_s:
-            need = -(-keep_s // DAY_S)  # whole days, rounded up
-            raise ValueError(
-                f"records.audit_keep_days: {self.records.audit_keep_days} days is shorter than "
-                f"mqtt.request_id_keep_s ({keep_s:g} s), and a repeated request_id is answered "
-                f"from the command audit: at least {need:g} days (or a shorter "
-                "mqtt.request_id_keep_s)"
-            )
+        from booth_ctl.config._rules import rule_problems
+
+        problems = rule_problems(self)
+        if problems:
+            raise ValueError(RULE_SEPARATOR.join(problems))
         return self
 
     def device_of_kind(self, kind: str) -> str:
@@ -251,64 +241,46 @@ class LoadedConfig:
         return p if p.is_absolute() else (self.path.parent / p)
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Load, validate and resolve the register maps; ConfigError lists every problem."""
+def check_config(path: str | Path) -> tuple[LoadedConfig | None, list[str]]:
+    """Every problem of a booth config and of the register maps it names, one line each.
+
+    The one check: ``boothctl config check`` prints these lines and ``boothctl run`` (through
+    ``load_config``) refuses to start with the same ones. Each line starts with the file it is
+    about and names the field and the bound (or, for TOML syntax, the line and column).
+    """
     p = Path(path)
-    try:
-        data = read_toml(p)
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from exc
-    except TomlError as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
-    return config_from_dict(data, p)
+    data, problems = read_booth_file(p)
+    if data is None:
+        return None, problems
+    return check_data(data, p)
 
 
-#: Points of a device's own safety layer, by kind: written (w) or read (r) by the supervisor. A map
-#: without one would switch that layer off without a word, so the booth config refuses it.
-SAFETY_POINTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "remote_io": (
-        ("watchdog_refresh", "w"),
-        ("watchdog_timeout_ms", "w"),
-        ("watchdog_clear", "w"),
-        ("watchdog_tripped", "r"),
-    ),
-    "temp_controller": (("heartbeat", "w"), ("comm_timeout_s", "w"), ("comm_lost", "r")),
-    "holder_drive": (("heartbeat", "w"), ("comm_timeout_s", "w"), ("comm_lost", "r")),
-}
-
-
-def _safety_point_problems(name: str, kind: str, regmap: RegisterMap) -> list[str]:
-    problems = []
-    for point, access in SAFETY_POINTS.get(kind, ()):
-        if access == "r" and (point in regmap.points or point in regmap.bits):
-            continue
-        if access == "w" and point in regmap.points and regmap.points[point].writable:
-            continue
-        what = "a writable point" if access == "w" else "a point or bit"
-        problems.append(
-            f"devices.{name}.map: map {regmap.name!r} has no {what} {point!r} "
-            f"(the {kind}'s own safety layer needs it)"
-        )
-    return problems
-
-
-def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
+def check_data(data: dict[str, Any], path: Path) -> tuple[LoadedConfig | None, list[str]]:
+    """``check_config`` of an already parsed file."""
     try:
         cfg = BoothConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
-    maps: dict[str, RegisterMap] = {}
-    problems: list[str] = []
-    for name, dev in cfg.devices.items():
-        if dev.map is None:
-            continue
-        map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
-        try:
-            maps[name] = load_register_map(map_path)
-        except ConfigError as exc:
-            problems.append(f"devices.{name}.map: {exc}")
-            continue
-        problems.extend(_safety_point_problems(name, dev.kind, maps[name]))
+        return None, [f"{path}: {line}" for line in validation_lines(exc)]
+    maps, problems = load_maps(cfg.devices, path)
+    for name, regmap in maps.items():
+        kind = cfg.devices[name].kind
+        missing = missing_points(name, kind, regmap, "supervisor", cfg.holder.kind)
+        problems.extend(f"{path}: {line}" for line in missing)
     if problems:
-        raise ConfigError(f"{path}: " + "; ".join(problems))
-    return LoadedConfig(path, cfg, maps)
+        return None, problems
+    return LoadedConfig(path, cfg, maps), []
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Load, validate and resolve the register maps; ConfigError lists every problem."""
+    loaded, problems = check_config(path)
+    if loaded is None:
+        raise refuse(problems)
+    return loaded
+
+
+def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
+    loaded, problems = check_data(data, path)
+    if loaded is None:
+        raise refuse(problems)
+    return loaded

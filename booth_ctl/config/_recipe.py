@@ -16,18 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from booth_ctl.config._alloys import (
     ALLOYS,
+    AUTOIGNITION_MARGIN_C,
     FLUX_AUTOIGNITION_BASIS,
     FluxAgent,
     SolventClass,
+    components_problems,
     flux_autoignition_c,
+    flux_kind,
+    ignition_ceiling_c,
 )
 from booth_ctl.config._booth import O2_ABSOLUTE_MAX_PPM, BoothConfig
 from drivers import TomlError, read_toml
 
 #: The bath must be this far above the alloy's liquidus, so the dip sees fully molten solder.
 SUPERHEAT_MIN_C = 20.0
-#: The hottest the bath may get (setpoint + band) stays this far under the flux's autoignition.
-AUTOIGNITION_MARGIN_C = 50.0
 #: Claim 26: a later layer melts at least this much lower than the layer under it.
 LAYER_STEP_C = 20.0
 #: Claim 31: an alcohol flux carries at most this much solids.
@@ -59,6 +61,8 @@ class FluxStep(_Strict):
 class DipStep(_Strict):
     vessel: str
     alloy: str
+    #: 450 C covers the hottest alloy of the table (Au88Ge12: liquidus 356 + superheat); the
+    #: booth's trip and its flux's autoignition point cap it further (``_dip_problems``).
     setpoint_c: Annotated[float, Field(gt=0, le=450)]
     #: The dip waits until the solder is within setpoint +/- band.
     band_c: Annotated[float, Field(gt=0, le=50)]
@@ -72,6 +76,7 @@ class Recipe(_Strict):
     description: str = ""
     holder: Literal["suction", "chain", "both"]
     o2_limit_ppm: Annotated[float, Field(gt=0, le=O2_ABSOLUTE_MAX_PPM)]
+    #: At least the booth's limits.o2_stable_s (itself at least one analyzer report).
     o2_stable_s: Annotated[float, Field(gt=0, le=3600)]
     drain_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
     cool_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
@@ -171,7 +176,7 @@ def _coldest_bath_c() -> tuple[float, str]:
 
 
 def _ignition_ceiling_c(flux: FluxStep) -> float:
-    return flux_autoignition_c(flux.agent, flux.components) - AUTOIGNITION_MARGIN_C
+    return ignition_ceiling_c(flux.agent, flux.components)
 
 
 def _flux_usable(flux: FluxStep) -> bool:
@@ -180,17 +185,20 @@ def _flux_usable(flux: FluxStep) -> bool:
 
 
 def _flux_problems(flux: FluxStep, cfg: BoothConfig) -> list[str]:
-    problems = []
-    if flux.agent == "mixture" and flux.components is None:
+    problems = components_problems("flux.components", flux.agent, flux.components)
+    booth = cfg.flux
+    mine, theirs = (
+        (flux.agent, sorted(flux.components or ())),
+        (booth.agent, sorted(booth.components or ())),
+    )
+    if not problems and mine != theirs:
+        # The dip goes into the booth's flux vessel, whatever the recipe says it holds: the
+        # booth's over-temperature trip and idle setpoints were judged by the booth's flux.
         problems.append(
-            "flux.components: required for a mixture flux: name its solvent classes (two or more "
-            "of alcohol, ketone, ester, ether); it is judged by the lowest autoignition point "
-            "among them"
+            f"flux.agent: the recipe's {flux_kind(flux.agent, flux.components)} is not the "
+            f"{flux_kind(booth.agent, booth.components)} of this booth's flux vessel "
+            "(flux.agent of the booth config)"
         )
-    elif flux.agent != "mixture" and flux.components is not None:
-        problems.append(f"flux.components: only a mixture flux names components, not {flux.agent}")
-    elif flux.components is not None and len(set(flux.components)) != len(flux.components):
-        problems.append(f"flux.components: {flux.components} names a solvent class twice")
     if not _flux_usable(flux) and not (flux.agent == "mixture" and flux.components is None):
         coldest_c, coldest = _coldest_bath_c()
         ignition_c = flux_autoignition_c(flux.agent, flux.components)
@@ -288,15 +296,12 @@ def _dip_problems(dips: list[DipStep | None], flux: FluxStep | None, cfg: BoothC
         # An unusable flux is reported once, at the flux (_flux_problems), not at every dip.
         if flux is not None and _flux_usable(flux):
             ignition_c = flux_autoignition_c(flux.agent, flux.components)
-            ceiling_c = ignition_c - AUTOIGNITION_MARGIN_C
-            kind = (
-                f"mixture flux of {'+'.join(flux.components)}"
-                if flux.agent == "mixture" and flux.components
-                else f"{flux.agent} flux"
-            )
-            if top_c > ceiling_c:
+            ceiling_c = _ignition_ceiling_c(flux)
+            kind = flux_kind(flux.agent, flux.components)
+            if top_c >= ceiling_c:
                 problems.append(
-                    f"{f}.setpoint_c: setpoint + band_c = {top_c:g} exceeds {ceiling_c:g} C, "
+                    f"{f}.setpoint_c: setpoint + band_c = {top_c:g} must stay under "
+                    f"{ceiling_c:g} C, "
                     f"{AUTOIGNITION_MARGIN_C:g} C under the autoignition point of {_a(kind)} "
                     f"{kind} ({ignition_c:g} C)"
                 )

@@ -109,7 +109,10 @@ def test_config_check_cross_field_rule_and_toml_syntax(tmp_path: Path) -> None:
 
     r = boothctl("config", "check", str(_broken_config(tmp_path, edit)))
     assert r.returncode == 1
-    assert "vessels.solder1.controller" in r.stderr and len(r.stderr.splitlines()) == 1
+    # Two lines: the vessel's controller is not one, and heater1 is left heating nothing.
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2 and "vessels.solder1.controller" in lines[0], r.stderr
+    assert "devices.heater1: a temp_controller that no vessel names" in lines[1], r.stderr
 
     bad = tmp_path / "syntax.toml"
     bad.write_text('booth_id = "x"\n[mqtt\n', encoding="utf-8")

@@ -24,18 +24,43 @@ def _demo() -> dict[str, Any]:
     return tomllib.loads((CONFIG / "recipes" / "demo.toml").read_text(encoding="utf-8"))
 
 
-def _two_vessel_config() -> LoadedConfig:
+def _booth(
+    agent: str = "alcohol",
+    components: list[str] | None = None,
+    *,
+    temp_max_c: float | None = None,
+    vessels: int = 1,
+) -> LoadedConfig:
+    """The simulator's booth with another flux in its flux vessel (and a trip under it)."""
     data = tomllib.loads((CONFIG / "booth-sim.toml").read_text(encoding="utf-8"))
-    data["devices"]["heater2"] = copy.deepcopy(data["devices"]["heater1"])
-    data["devices"]["heater2"]["transport"]["unit"] = 2
-    data["vessels"]["solder2"] = {
-        "controller": "heater2",
-        "station": 3,
-        "surface_z_mm": 80.0,
-        "depth_max_mm": 25.0,
-        "idle_setpoint_c": 230.0,
-    }
+    data["flux"]["agent"] = agent
+    if components is not None:
+        data["flux"]["components"] = components
+    if temp_max_c is not None:
+        data["limits"]["temp_max_c"] = temp_max_c
+    if vessels == 2:
+        data["devices"]["heater2"] = copy.deepcopy(data["devices"]["heater1"])
+        data["devices"]["heater2"]["transport"]["unit"] = 2
+        data["vessels"]["solder2"] = {
+            "controller": "heater2",
+            "station": 3,
+            "surface_z_mm": 80.0,
+            "depth_max_mm": 25.0,
+            "idle_setpoint_c": 230.0,
+        }
     return config_from_dict(data, CONFIG / "booth-sim.toml")
+
+
+#: A ketone flux (autoignition 404 C) allows a trip at 350 C: room for gold-tin dips.
+KETONE_TRIP_C = 350.0
+
+
+def _ketone_booth(vessels: int = 1) -> LoadedConfig:
+    return _booth("ketone", temp_max_c=KETONE_TRIP_C, vessels=vessels)
+
+
+def _two_vessel_config() -> LoadedConfig:
+    return _ketone_booth(vessels=2)
 
 
 def _problems(data: dict[str, Any], loaded: LoadedConfig | None = None) -> list[str]:
@@ -150,22 +175,25 @@ def test_setpoint_stays_well_under_the_flux_autoignition_point() -> None:
     data["dips"][0].update(setpoint_c=310.0, band_c=10.0)
     problems = _problems(data)
     assert any(
-        "dips[0].setpoint_c: setpoint + band_c = 320 exceeds 313 C" in p and "alcohol" in p
+        "dips[0].setpoint_c: setpoint + band_c = 320 must stay under 313 C" in p and "alcohol" in p
         for p in problems
     ), problems
+    data["dips"][0].update(setpoint_c=303.0)  # 313 itself is refused: "at or above"
+    assert any("= 313 must stay under 313 C" in p for p in _problems(data, _booth(temp_max_c=312)))
     data["flux"]["agent"] = "ketone"
-    recipe_from_dict(data, _loaded().config)  # ketone ignites higher: 320 is fine
+    data["dips"][0].update(setpoint_c=310.0)
+    recipe_from_dict(data, _ketone_booth().config)  # ketone ignites higher: 320 is fine
 
 
 def test_ether_flux_is_refused_with_any_solder_and_the_error_says_why() -> None:
     data = _demo()
     data["flux"]["agent"] = "ether"
     problems = _problems(data)
-    assert problems == [
+    assert (
         "flux.agent: an ether flux autoignites at 160 C (diethyl ether), so a bath with it must "
         "stay at or under 110 C (50 C margin); no solder is molten there (the coolest, In52Sn48, "
         "needs 138 C): this flux cannot be used with molten solder"
-    ]
+    ) in problems
     data["dips"][0].update(alloy="In52Sn48", setpoint_c=140.0, band_c=1.0)
     assert any(p.startswith("flux.agent: an ether flux") for p in _problems(data))
 
@@ -173,26 +201,26 @@ def test_ether_flux_is_refused_with_any_solder_and_the_error_says_why() -> None:
 def test_mixture_flux_names_its_components_and_takes_the_lowest_autoignition() -> None:
     data = _demo()
     data["flux"]["agent"] = "mixture"
-    problems = _problems(data)
+    booth = _booth("mixture", ["alcohol", "ketone"])
+    problems = _problems(data, booth)
     assert problems == [
         "flux.components: required for a mixture flux: name its solvent classes (two or more of "
         "alcohol, ketone, ester, ether); it is judged by the lowest autoignition point among them"
     ]
     data["flux"]["components"] = ["ketone", "alcohol"]
-    recipe = recipe_from_dict(data, _loaded().config)  # alcohol's 363 C: 260 C is fine
+    recipe = recipe_from_dict(data, booth.config)  # alcohol's 363 C: 260 C is fine
     assert recipe.flux.components == ["ketone", "alcohol"]
     data["dips"][0].update(setpoint_c=310.0, band_c=10.0)  # fine for ketone, not for alcohol
-    assert _problems(data) == [
-        "dips[0].setpoint_c: setpoint + band_c = 320 exceeds 313 C, 50 C under the autoignition "
-        "point of a mixture flux of ketone+alcohol (363 C)"
-    ]
+    assert (
+        "dips[0].setpoint_c: setpoint + band_c = 320 must stay under 313 C, 50 C under the "
+        "autoignition point of a mixture flux of ketone+alcohol (363 C)"
+    ) in _problems(data, booth)
     data["dips"][0].update(setpoint_c=250.0)
     data["flux"]["components"] = ["alcohol", "ether"]
-    problems = _problems(data)
-    assert len(problems) == 1 and problems[0].startswith(
-        "flux.components: a mixture with an ether autoignites at 160 C (diethyl ether)"
-    )
-    assert "cannot be used with molten solder" in problems[0]
+    problems = _problems(data, booth)
+    ether = [p for p in problems if p.startswith("flux.components: a mixture with an ether")]
+    assert len(ether) == 1 and "(diethyl ether)" in ether[0], problems
+    assert "cannot be used with molten solder" in ether[0]
 
 
 @pytest.mark.parametrize(
@@ -216,9 +244,9 @@ def test_mixture_components_are_checked(agent: str, components: list[str], patte
 def test_setpoint_under_the_over_temperature_trip() -> None:
     data = _demo()
     data["flux"]["agent"] = "ketone"
-    data["dips"][0].update(alloy="Au88Ge12", setpoint_c=376.0, band_c=10.0)
-    problems = _problems(data)
-    assert any("limits.temp_max_c 380" in p for p in problems), problems
+    data["dips"][0].update(alloy="Au80Sn20", setpoint_c=340.0, band_c=10.0)
+    problems = _problems(data, _ketone_booth())
+    assert any("limits.temp_max_c 350" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("field", ["flux.depth_mm", "dips.0.depth_mm"])
@@ -254,7 +282,7 @@ def test_depth_margin_follows_the_booth_tolerance() -> None:
 def test_ketone_flux_may_carry_more_solids() -> None:
     data = _demo()
     data["flux"].update(agent="ketone", solids_wt_pct=31.0)
-    recipe_from_dict(data, _loaded().config)
+    recipe_from_dict(data, _ketone_booth().config)
 
 
 def _two_dips(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:

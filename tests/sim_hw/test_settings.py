@@ -73,5 +73,6 @@ def test_a_map_missing_a_point_the_sim_needs_is_refused(tmp_path: Any) -> None:
     (tmp_path / "holder.toml").write_text(cut, encoding="utf-8")
     data = _data()
     data["devices"]["holder"]["map"] = str(tmp_path / "holder.toml")
-    with pytest.raises(ConfigError, match=r"devices\.holder\.map: .* needs 'fault_reset'"):
+    pattern = r"devices\.holder\.map: .*'fault_reset' \(the simulated holder_drive needs it"
+    with pytest.raises(ConfigError, match=pattern):
         sim_config_from_dict(data, CONFIG_DIR / "booth-sim.toml")
