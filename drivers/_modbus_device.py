@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from types import TracebackType
 from typing import Self
 
 from . import _codec
-from ._config import DeviceConfig, RegisterMap, RtuTransport, TcpTransport
+from ._config import DeviceConfig, Point, RegisterMap, RtuTransport, TcpTransport
 from ._errors import (
     ConfigError,
     DeviceDisconnected,
@@ -20,10 +22,14 @@ from ._errors import (
 )
 from ._health import Health, aged
 from ._modbus import ModbusLine
+from ._plausible import implausible
 from ._reading import Quality, Reading
+from ._writes import DeviceTripped, write_multiple
 
 #: Modbus exception codes by which a gateway says the device behind it did not answer.
 GATEWAY_EXCEPTION_CODES = frozenset({0x0A, 0x0B})
+
+log = logging.getLogger("drivers")
 
 #: Set-up written on every (re)connect: device kind -> (config field, map point).
 SETUP_POINTS = {
@@ -31,6 +37,16 @@ SETUP_POINTS = {
     "holder_drive": ("comm_timeout_s", "comm_timeout_s"),
     "remote_io": ("watchdog_ms", "watchdog_timeout_ms"),
 }
+#: The independent layers' settings are read back this often (and at every connect): a unit
+#: swapped or reset to defaults by hand must not go unseen while the booth runs.
+LAYERS_CHECK_S = 60.0
+#: The reading that says the device's own safety settings read back as the config wants them.
+LAYERS_OK = "layers_ok"
+#: Exception codes of a model that locks or lacks an optional set-up register.
+LOCKED_CODES = frozenset({0x02, 0x03})
+#: A write whose effect shows in another point is read back this often before it counts failed.
+EFFECT_READS = 5
+EFFECT_INTERVAL_S = 0.05
 
 
 class ModbusDevice:
@@ -57,14 +73,24 @@ class ModbusDevice:
         self._health = Health(name)
         self._setup = self._setup_writes(name, config, regmap)
         self._setup_generation = -1
+        self._layers_due_s = 0.0
+        #: Decimal points read at connect, by the name of the point that holds them.
+        self._dp: dict[str, int] = {}
+        self._dp_points = sorted(
+            {p.decimal_point for p in regmap.points.values() if p.decimal_point is not None}
+        )
         now = time.monotonic()
         # Never read yet: no value, NO_COMM, stamped with the driver's start. A point that is
         # not polled has no reading: its readback only verifies the write.
         self._raw: dict[str, int] = {}
+        #: Why a BAD reading is bad (sentinel, implausible, unknown code), for the tools.
+        self.why: dict[str, str] = {}
         polled = [n for n, p in regmap.points.items() if p.poll]
         self._readings: dict[str, Reading] = {
             n: Reading(None, now, Quality.NO_COMM) for n in (*polled, *regmap.bits)
         }
+        if self._setup:
+            self._readings[LAYERS_OK] = Reading(None, now, Quality.NO_COMM)
 
     @staticmethod
     def _setup_writes(
@@ -86,6 +112,10 @@ class ModbusDevice:
     @property
     def health(self) -> Health:
         return self._health
+
+    def raw_of(self, name: str) -> int | None:
+        """The last raw value of a point (a register pair as one unsigned int), or None."""
+        return self._raw.get(name)
 
     async def __aenter__(self) -> Self:
         return self
@@ -111,8 +141,10 @@ class ModbusDevice:
         failure: DeviceError | None = None
         started = time.monotonic()
         try:
-            if self._setup and self._setup_generation != self._line.generation:
-                await self._send_setup()
+            if self._setup_generation != self._line.generation:
+                await self.connect_setup()
+            if self._setup and time.monotonic() >= self._layers_due_s:
+                await self.check_layers()
         except DeviceError as exc:
             self._fail_all(exc)
             return
@@ -128,17 +160,45 @@ class ModbusDevice:
                     self._fail_rest(exc, started)
                     break
                 continue
-            ts = time.monotonic()
-            for name, offset in block.points:
-                raw = values[offset]
-                self._raw[name] = raw
-                point = self.regmap.points[name]
-                self._readings[name] = Reading(_codec.decode(point, raw), ts)
-            self._decode_bits(ts)
+            self._store_block(block, values, time.monotonic())
         if failure is None:
             self._health.succeeded()
+            layers = self._readings.get(LAYERS_OK)
+            if layers is not None and layers.value is not None:
+                # A fact about the settings until the next read-back, as fresh as the link.
+                self._readings[LAYERS_OK] = Reading(layers.value, time.monotonic())
         else:
             self._fail_health(failure)
+
+    def _store_block(self, block: _codec.Block, values: list[int], ts: float) -> None:
+        for name, offset in block.points:
+            point = self.regmap.points[name]
+            raw = _codec.words_to_raw(point, values[offset : offset + point.width])
+            self._raw[name] = raw
+            self._readings[name] = self._judge(name, raw, ts)
+        self._decode_bits(ts)
+
+    def _judge(self, name: str, raw: int, ts: float) -> Reading:
+        """A raw value to a reading: GOOD with its value, or BAD (never a value) and why."""
+        point = self.regmap.points[name]
+        dp = self._dp.get(point.decimal_point, 0) if point.decimal_point else 0
+        if point.decimal_point and point.decimal_point not in self._dp:
+            why: str | None = f"decimal point {point.decimal_point!r} not read yet"
+        else:
+            try:
+                value = _codec.decode(point, raw, dp)
+            except _codec.BadValue as exc:
+                why = str(exc)
+            else:
+                why = implausible(self.config.kind, name, point, raw, value)
+                if why is None:
+                    self.why.pop(name, None)
+                    return Reading(value, ts)
+        assert why is not None
+        if self.why.get(name) != why:
+            log.warning("%s: %s is BAD: %s", self.name, name, why)
+        self.why[name] = why
+        return Reading(None, ts, Quality.BAD)
 
     def _fail_health(self, exc: DeviceError) -> None:
         self._health.failed(exc, backoff=not _answered(exc))
@@ -146,10 +206,70 @@ class ModbusDevice:
             # A unit that was away may have restarted with defaults: set it up again.
             self._setup_generation = -1
 
-    async def _send_setup(self) -> None:
+    async def connect_setup(self) -> None:
+        """Everything a (re)connect needs: decimal points read, the map's set-up and the
+        config's safety settings written (each read back)."""
+        for name in self._dp_points:
+            p = self.regmap.points[name]
+            words = await self._read_block(_one(name, p))
+            dp = _codec.signed(p, _codec.words_to_raw(p, words))
+            if not 0 <= dp <= 4:
+                raise ProtocolError(
+                    self.name,
+                    f"decimal point {name!r} reads {dp} (0..4 expected)",
+                    address=p.address,
+                )
+            self._dp[name] = dp
+        for step in self.regmap.setup:
+            try:
+                await self.write(step.point, step.value)
+            except ModbusExceptionReply as exc:
+                if not (step.optional and exc.code in LOCKED_CODES):
+                    raise
+                log.info(
+                    "%s: optional set-up %s refused (%s): left as it is", self.name, step.point, exc
+                )
         for point, value in self._setup:
             await self.write(point, value)
         self._setup_generation = self._line.generation
+        self._layers_due_s = 0.0
+
+    async def check_layers(self) -> list[tuple[str, float, float | bool | None]]:
+        """Read back the device's own safety settings; ``layers_ok`` says if they match.
+
+        Returns ``(point, wanted, found)`` for each.
+        """
+        found: list[tuple[str, float, float | bool | None]] = []
+        ok = True
+        for point, wanted in self._setup:
+            value = await self.read_point(point)
+            found.append((point, wanted, value))
+            p = self.regmap.points[point]
+            tolerance = _codec.resolution(p, self._dp_of(p)) / 2 + 1e-9
+            if not isinstance(value, float | int) or abs(float(value) - wanted) > tolerance:
+                ok = False
+        if not ok and self._readings.get(LAYERS_OK, Reading(None, 0.0)).value is not False:
+            log.error("%s: safety settings differ from the config: %s", self.name, found)
+        self._readings[LAYERS_OK] = Reading(ok, time.monotonic())
+        self._layers_due_s = time.monotonic() + LAYERS_CHECK_S
+        return found
+
+    async def read_point(self, name: str) -> float | bool | None:
+        """One point (or bit) read now, decoded; None when the reading is not usable."""
+        bit = self.regmap.bits.get(name)
+        word = bit.word if bit is not None else name
+        p = self.regmap.points[word]
+        words = await self._read_block(_one(word, p))
+        raw = _codec.words_to_raw(p, words)
+        if bit is not None:
+            return _codec.decode_bit(bit, raw)
+        try:
+            return _codec.decode(p, raw, self._dp_of(p))
+        except _codec.BadValue:
+            return None
+
+    def _dp_of(self, p: Point) -> int:
+        return self._dp.get(p.decimal_point, 0) if p.decimal_point else 0
 
     async def _read_block(self, block: _codec.Block) -> list[int]:
         """One block, retried at most ``config.retries`` times on no answer or a garbled one."""
@@ -170,12 +290,25 @@ class ModbusDevice:
                 if attempt >= self.config.retries:
                     raise
                 attempt += 1
+            except ModbusExceptionReply as exc:
+                raise self._tripped(exc) from exc
+
+    def _tripped(self, exc: ModbusExceptionReply) -> ModbusExceptionReply:
+        """The exception that a tripped watchdog answers with is the trip, shown as such."""
+        wd = self.regmap.watchdog
+        if wd is None or wd.trip_exception != exc.code or isinstance(exc, DeviceTripped):
+            return exc
+        if wd.tripped is not None and wd.tripped in self._readings:
+            self._readings[wd.tripped] = Reading(True, time.monotonic())
+        return DeviceTripped(self.name, exc.code, address=exc.address)
 
     def _decode_bits(self, ts: float) -> None:
         for name, bit in self.regmap.bits.items():
             word = self._readings[bit.word]
             if word.ts == ts and word.quality is Quality.GOOD:
                 self._readings[name] = Reading(_codec.decode_bit(bit, self._raw[bit.word]), ts)
+            elif word.ts == ts:
+                self._readings[name] = Reading(None, ts, Quality.BAD)
 
     def _fail_block(self, block: _codec.Block, exc: DeviceError) -> None:
         names = {n for n, _ in block.points}
@@ -214,32 +347,89 @@ class ModbusDevice:
             raise WriteRefusedError(self.name, f"no point {point!r} in map {self.regmap.name!r}")
         if not p.writable:
             raise WriteRefusedError(self.name, f"point {point!r} is read-only", address=p.address)
+        if p.decimal_point and p.decimal_point not in self._dp:
+            raise WriteRefusedError(
+                self.name,
+                f"{point!r}: decimal point {p.decimal_point!r} not read yet "
+                "(the device has not been connected)",
+                address=p.address,
+            )
+        if p.feed == "nonzero_change" and not isinstance(value, bool):
+            # The device counts a change of a non-zero value: the counter skips 0.
+            value = int(value) % _codec.UINT16_MAX + 1
         try:
-            raw = _codec.encode(point, p, value)
+            raw = _codec.encode(point, p, value, self._dp_of(p))
         except _codec.OutOfRange as exc:
             raise WriteRefusedError(self.name, str(exc), address=p.address) from exc
-        await self._line.write(
-            self.name,
-            self.unit,
-            table=p.table,
-            address=p.address,
-            raw=raw,
-            timeout_s=self.config.timeout_s,
-        )
-        if p.command or not p.readback:
+        try:
+            await self._send(p, raw)
+        except ModbusExceptionReply as exc:
+            raise self._tripped(exc) from exc
+        if p.command or p.readback is False:
             return  # a pulse that clears itself, or a counter the device consumes: the echo is all
-        block = _codec.Block(p.table, p.address, 1, ((point, 0),))
-        readback = (await self._read_block(block))[0]
+        if isinstance(p.readback, str):
+            await self._verify_effect(point, p.readback, value)
+            return
+        p_block = _codec.Block(p.table, p.wire_read_address, p.width, ((point, 0),))
+        readback = _codec.words_to_raw(p, await self._read_block(p_block))
         if p.poll:
             self._raw[point] = readback
-            self._readings[point] = Reading(_codec.decode(p, readback), time.monotonic())
+            self._readings[point] = self._judge(point, readback, time.monotonic())
         if readback != raw:
             raise WriteVerifyError(
                 self.name,
-                f"wrote {point} = {value!r} (raw {raw}) but read back "
-                f"{_codec.decode(p, readback)!r} (raw {readback})",
+                f"wrote {point} = {value!r} (raw {raw}) but read back {_shown(p, readback)} "
+                f"(raw {readback})",
                 address=p.address,
             )
+
+    async def _verify_effect(self, point: str, shown_in: str, value: float | bool) -> None:
+        """A write-only command whose effect shows in another point or bit."""
+        found: float | bool | None = None
+        for attempt in range(EFFECT_READS):
+            if attempt:
+                await asyncio.sleep(EFFECT_INTERVAL_S)
+            found = await self.read_point(shown_in)
+            if found == value:
+                return
+        raise WriteVerifyError(
+            self.name,
+            f"wrote {point} = {value!r} but {shown_in} shows {found!r} after "
+            f"{EFFECT_READS * EFFECT_INTERVAL_S:g} s",
+            address=self.regmap.points[point].address,
+        )
+
+    async def _send(self, p: Point, raw: int) -> None:
+        if not p.multiple:
+            await self._line.write(
+                self.name,
+                self.unit,
+                table=p.table,
+                address=p.wire_address,
+                raw=raw,
+                timeout_s=self.config.timeout_s,
+            )
+            return
+        words = [raw] if p.is_bit else _codec.raw_to_words(p, raw)
+        await write_multiple(
+            self._line,
+            self.name,
+            unit=self.unit,
+            p=p,
+            values=words,
+            timeout_s=self.config.timeout_s,
+        )
+
+
+def _one(name: str, p: Point) -> _codec.Block:
+    return _codec.Block(p.table, p.wire_read_address, p.width, ((name, 0),))
+
+
+def _shown(p: Point, raw: int) -> str:
+    try:
+        return repr(_codec.decode(p, raw))
+    except _codec.BadValue:
+        return "an unknown code"
 
 
 def _quality_of(exc: DeviceError) -> Quality:
