@@ -89,6 +89,10 @@ class ModbusDevice:
         self._readings: dict[str, Reading] = {
             n: Reading(None, now, Quality.NO_COMM) for n in (*polled, *regmap.bits)
         }
+        self._invalidators: dict[str, list[str]] = {}
+        for bname, bit in regmap.bits.items():
+            for target in bit.invalidates:
+                self._invalidators.setdefault(target, []).append(bname)
         if self._setup:
             self._readings[LAYERS_OK] = Reading(None, now, Quality.NO_COMM)
 
@@ -191,6 +195,11 @@ class ModbusDevice:
                 why = str(exc)
             else:
                 why = implausible(self.config.kind, name, point, raw, value)
+                flagged = [
+                    b for b in self._invalidators.get(name, ()) if self._readings[b].value is True
+                ]
+                if why is None and flagged:
+                    why = flagged[0]
                 if why is None:
                     self.why.pop(name, None)
                     return Reading(value, ts)
@@ -306,7 +315,12 @@ class ModbusDevice:
         for name, bit in self.regmap.bits.items():
             word = self._readings[bit.word]
             if word.ts == ts and word.quality is Quality.GOOD:
-                self._readings[name] = Reading(_codec.decode_bit(bit, self._raw[bit.word]), ts)
+                on = _codec.decode_bit(bit, self._raw[bit.word])
+                self._readings[name] = Reading(on, ts)
+                for target in bit.invalidates if on else ():
+                    # An input error: the device's value is meaningless, whatever it reads.
+                    self.why[target] = name
+                    self._readings[target] = Reading(None, ts, Quality.BAD)
             elif word.ts == ts:
                 self._readings[name] = Reading(None, ts, Quality.BAD)
 

@@ -164,6 +164,11 @@ class Bit(_Strict):
     any_of: list[int] | None = None
     mask: Annotated[int, Field(ge=1, le=0xFFFFFFFF)] = 0xFFFFFFFF
     invert: bool = False
+    #: Points whose readings are BAD while this bit is on (an input error makes the PV BAD).
+    invalidates: list[str] = Field(default_factory=list)
+    #: The writable point a write of this bit goes to (``running`` is written through the
+    #: controller's run/stop command register).
+    written_by: str | None = None
     ref: str = ""
 
     @model_validator(mode="after")
@@ -264,6 +269,11 @@ class RegisterMap(_Strict):
                 raise ValueError(f"bit {name!r}: {b.word!r} is not a register")
             if not word.poll:
                 raise ValueError(f"bit {name!r}: its register {b.word!r} is not polled")
+            for ref_name in (*b.invalidates, *([b.written_by] if b.written_by else [])):
+                if ref_name not in self.points:
+                    raise ValueError(f"bit {name!r}: {ref_name!r} is not a point of this map")
+            if b.written_by is not None and not self.points[b.written_by].writable:
+                raise ValueError(f"bit {name!r}: written_by {b.written_by!r} is not writable")
             if b.bit is not None and b.bit >= 16 * word.width:
                 raise ValueError(f"bit {name!r}: bit {b.bit} is beyond {b.word!r} ({word.type})")
         for step in self.setup:
