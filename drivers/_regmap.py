@@ -245,13 +245,17 @@ class RegisterMap(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RegisterMap:
-        seen: dict[tuple[str, int], str] = {}
+        # A read address holds one value; a write address one setting. A write-only command
+        # register (Omron's operation command at 0x0000) may share its address with a value
+        # that is read there, and several command codes may go to one such register.
+        read_at: dict[tuple[str, int], str] = {}
+        written_at: dict[tuple[str, int], str] = {}
         for name, p in self.points.items():
             for offset in range(p.width):
-                key = (p.table, p.wire_address + offset)
-                if key in seen:
-                    raise ValueError(f"points {seen[key]!r} and {name!r} share {p.table} {key[1]}")
-                seen[key] = name
+                if p.poll or p.readback is True:
+                    _claim(read_at, (p.table, p.wire_read_address + offset), name)
+                if p.writable and p.readback is True and not p.command:
+                    _claim(written_at, (p.table, p.wire_address + offset), name)
             if p.decimal_point is not None:
                 dp = self.points.get(p.decimal_point)
                 if dp is None or dp.type not in ("uint16", "int16"):
@@ -283,7 +287,44 @@ class RegisterMap(_Strict):
         wd = self.watchdog
         if wd is not None and wd.tripped is not None and not self._names(wd.tripped):
             raise ValueError(f"watchdog.tripped: {wd.tripped!r} is not in the map")
+        if wd is not None and wd.fallback == "zero":
+            for name, p in self.points.items():
+                if p.safe_value is None or not p.is_bit:
+                    continue
+                # raw 0 is what the module leaves; read through the wiring's inversion.
+                if p.safe_value == "hold" or p.safe_value != p.invert:
+                    raise ValueError(
+                        f"point {name!r}: safe_value {p.safe_value!r}, but the module's watchdog "
+                        f"sets every output to 0, which is {p.invert!r} for this output"
+                    )
         return self
+
+    def safe_output_problems(self, *, suction: bool) -> list[str]:
+        """What the module's fall-back would do wrong to the booth (CONTRACT s.4).
+
+        The heater contactor must drop; with a suction holder, the vacuum must not be released
+        (a part in the bath would fall): pump and valve must stay on or hold.
+        """
+        problems = []
+        wanted: dict[str, tuple[SafeValue, ...]] = {"heater_contactor": (False,)}
+        if suction:
+            wanted |= {"vacuum_pump": (True, "hold"), "vacuum_valve": (True, "hold")}
+        for name, allowed in wanted.items():
+            p = self.points.get(name)
+            if p is None or not p.writable:
+                continue
+            if p.safe_value is None or p.safe_value not in allowed:
+                problems.append(
+                    f"{name}: safe_value {p.safe_value!r}: the module's fall-back must leave it "
+                    f"{' or '.join(repr(a) for a in allowed)}"
+                )
+        return problems
 
     def _names(self, name: str) -> bool:
         return name in self.points or name in self.bits
+
+
+def _claim(at: dict[tuple[str, int], str], key: tuple[str, int], name: str) -> None:
+    if key in at and at[key] != name:
+        raise ValueError(f"points {at[key]!r} and {name!r} share {key[0]} address {key[1]}")
+    at[key] = name
