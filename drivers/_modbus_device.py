@@ -74,6 +74,7 @@ class ModbusDevice:
         self._setup = self._setup_writes(name, config, regmap)
         self._setup_generation = -1
         self._layers_due_s = 0.0
+        self._write_setup = True
         #: Decimal points read at connect, by the name of the point that holds them.
         self._dp: dict[str, int] = {}
         self._dp_points = sorted(
@@ -218,17 +219,11 @@ class ModbusDevice:
     async def connect_setup(self) -> None:
         """Everything a (re)connect needs: decimal points read, the map's set-up and the
         config's safety settings written (each read back)."""
-        for name in self._dp_points:
-            p = self.regmap.points[name]
-            words = await self._read_block(_one(name, p))
-            dp = _codec.signed(p, _codec.words_to_raw(p, words))
-            if not 0 <= dp <= 4:
-                raise ProtocolError(
-                    self.name,
-                    f"decimal point {name!r} reads {dp} (0..4 expected)",
-                    address=p.address,
-                )
-            self._dp[name] = dp
+        await self.read_decimal_points()
+        if not self._write_setup:
+            # The first request opened the link: count this generation as set up.
+            self._setup_generation = self._line.generation
+            return
         for step in self.regmap.setup:
             try:
                 await self.write(step.point, step.value)
@@ -242,6 +237,26 @@ class ModbusDevice:
             await self.write(point, value)
         self._setup_generation = self._line.generation
         self._layers_due_s = 0.0
+
+    async def read_decimal_points(self) -> None:
+        """Read the registers that give other points their decimal point (at connect)."""
+        for name in self._dp_points:
+            p = self.regmap.points[name]
+            words = await self._read_block(_one(name, p))
+            dp = _codec.signed(p, _codec.words_to_raw(p, words))
+            if not 0 <= dp <= 4:
+                raise ProtocolError(
+                    self.name,
+                    f"decimal point {name!r} reads {dp} (0..4 expected)",
+                    address=p.address,
+                )
+            self._dp[name] = dp
+
+    async def connect(self, *, write_setup: bool = True) -> None:
+        """Connect now. ``write_setup=False`` (a read-only tool) reads what decoding needs and
+        writes nothing, now or at a reconnect: the device's settings stay as they are."""
+        self._write_setup = write_setup
+        await self.connect_setup()
 
     async def check_layers(self) -> list[tuple[str, float, float | bool | None]]:
         """Read back the device's own safety settings; ``layers_ok`` says if they match.

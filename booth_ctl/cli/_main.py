@@ -18,6 +18,7 @@ import aiomqtt
 import uvloop
 from pydantic import ValidationError
 
+from booth_ctl.cli._device import add_parser as add_device_parser
 from booth_ctl.config._booth import BoothConfig, LoadedConfig, load_config
 from booth_ctl.links.mqtt._client import NoReply, mqtt_client, read_status, send_command
 from booth_ctl.records._store import RecordError, RecordStore
@@ -627,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
         "else every booth config beside the recipe's folder that takes its recipes from it)",
     )
     rcheck.set_defaults(func=cmd_recipe_check)
+
+    add_device_parser(sub, config_opt)
     return p
 
 

@@ -178,12 +178,7 @@ class BoothConfig(_Strict):
                     f"devices.{name}.watchdog_ms: required for a remote_io (its communication "
                     f"watchdog drops the outputs to safe; {WATCHDOG_MS_MIN}-{WATCHDOG_MS_MAX} ms)"
                 )
-            if d.kind == "temp_controller" and d.comm_timeout_s is None:
-                raise ValueError(
-                    f"devices.{name}.comm_timeout_s: required for a temp_controller (it stops "
-                    f"its output without the supervisor's heartbeat; "
-                    f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
-                )
+            # A temp_controller's comm_timeout_s: required by its map (see _layer_problems).
             if d.kind == "holder_drive" and d.comm_timeout_s is None:
                 raise ValueError(
                     f"devices.{name}.comm_timeout_s: required for a holder_drive (it withdraws "
@@ -287,6 +282,46 @@ def _safety_point_problems(name: str, kind: str, regmap: RegisterMap) -> list[st
     return problems
 
 
+def _layer_problems(cfg: BoothConfig, maps: dict[str, RegisterMap]) -> list[str]:
+    """Which independent layer covers each device when the supervisor falls silent.
+
+    A heater controller with its own comm-loss timeout stops by itself (comm_timeout_s then
+    required). Most real ones have none: that is allowed only when the I/O module's watchdog
+    drops the heater contactor (the second path). The I/O module's fall-back must leave the
+    contactor open and, with a suction holder, the vacuum on (CONTRACT s.4).
+    """
+    problems = []
+    io_cover = [
+        n for n, d in cfg.devices.items()
+        if d.kind == "remote_io" and n in maps
+        and maps[n].points.get("heater_contactor") is not None
+        and maps[n].points["heater_contactor"].safe_value is False
+    ]  # fmt: skip
+    for name, d in cfg.devices.items():
+        regmap = maps.get(name)
+        if regmap is None:
+            continue
+        if d.kind == "remote_io":
+            suction = cfg.holder.kind != "chain"
+            for problem in regmap.safe_output_problems(suction=suction):
+                problems.append(f"devices.{name}.map: {regmap.name}: {problem}")
+        if d.kind != "temp_controller":
+            continue
+        if "comm_timeout_s" in regmap.points and d.comm_timeout_s is None:
+            problems.append(
+                f"devices.{name}.comm_timeout_s: required for a temp_controller whose map has "
+                f"a comm-loss timeout (it stops its output without the supervisor's heartbeat; "
+                f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
+            )
+        elif "comm_timeout_s" not in regmap.points and not io_cover:
+            problems.append(
+                f"devices.{name}.map: {regmap.name!r} has no comm-loss timeout, and no I/O "
+                "module's watchdog drops the heater contactor (heater_contactor with "
+                "safe_value = false) to cover it"
+            )
+    return problems
+
+
 def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
     try:
         cfg = BoothConfig.model_validate(data)
@@ -303,7 +338,11 @@ def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
         except ConfigError as exc:
             problems.append(f"devices.{name}.map: {exc}")
             continue
-        problems.extend(_safety_point_problems(name, dev.kind, maps[name]))
+        no_comm_loss = dev.comm_timeout_s is None and "comm_timeout_s" not in maps[name].points
+        if not (dev.kind == "temp_controller" and no_comm_loss):  # else see _layer_problems
+            problems.extend(_safety_point_problems(name, dev.kind, maps[name]))
+    if not problems:
+        problems.extend(_layer_problems(cfg, maps))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return LoadedConfig(path, cfg, maps)

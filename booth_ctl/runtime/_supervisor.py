@@ -411,6 +411,8 @@ class Supervisor:
             n
             for n, d in self.cfg.devices.items()
             if d.kind in ("remote_io", "temp_controller", "holder_drive")
+            # a controller without a comm-loss timeout has no heartbeat (the I/O covers it)
+            and (d.kind == "remote_io" or d.comm_timeout_s is not None)
         ]
 
     def heartbeat_period_s(self, name: str) -> float:
