@@ -136,7 +136,7 @@ async def test_write_refused_while_a_supervisor_holds_the_booth(
     booth_id = "sim-held-" + tmp_path.name[-8:]
     text = path.read_text().replace('booth_id = "', f'booth_id = "{booth_id}', 1)
     path.write_text(text)
-    booth_id = next(l.split('"')[1] for l in text.splitlines() if l.startswith("booth_id"))
+    booth_id = next(x.split('"')[1] for x in text.splitlines() if x.startswith("booth_id"))
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
         await client.publish(f"booth/{booth_id}/online", b"true", qos=1, retain=True)
         try:
