@@ -329,7 +329,9 @@ class ModbusDevice:
     def _decode_bits(self, ts: float) -> None:
         for name, bit in self.regmap.bits.items():
             word = self._readings[bit.word]
-            if word.ts == ts and word.quality is Quality.GOOD:
+            if word.ts == ts and word.quality in (Quality.GOOD, Quality.BAD):
+                # From the raw word just received, even if the word is no value (the code that
+                # replaces a value is what says why).
                 on = _codec.decode_bit(bit, self._raw[bit.word])
                 self._readings[name] = Reading(on, ts)
                 for target in bit.invalidates if on else ():

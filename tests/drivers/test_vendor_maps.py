@@ -18,7 +18,14 @@ from drivers import DeviceConfig, ModbusDevice, Quality, load_register_map
 from drivers._modbus import ModbusLine
 from drivers._writes import DeviceTripped
 from sim_hw._modbus import ModbusTcpServer
-from sim_hw.personalities import OmronE5CC, Personality, Wago750352, personality_responder
+from sim_hw.personalities import (
+    AutonicsTK4,
+    OmronE5CC,
+    Personality,
+    Wago750352,
+    WatlowPM,
+    personality_responder,
+)
 from tests._util import CONFIG_DIR, free_port
 
 MAPS = CONFIG_DIR / "maps"
@@ -174,3 +181,69 @@ async def test_wago_watchdog_setting_changed_behind_the_booth_is_seen() -> None:
         found = await dev.check_layers()
         assert found == [("watchdog_timeout_ms", 500.0, 0.0)]
         assert (await dev.poll())["layers_ok"].value is False
+
+
+# ------------------------------------------------------------------ Watlow EZ-ZONE PM
+
+
+async def test_watlow_pm_floats_low_word_first_in_celsius_after_setup() -> None:
+    pm = WatlowPM("heater1")
+    pm.pv_c, pm.sp_c, pm.power_pct = 245.5, 250.0, 37.5
+    async with served(pm, "temp_controller", "watlow-pm") as dev:
+        r = await dev.poll()
+        assert (6, 2490, [15]) in pm.writes and pm.units == 15  # C over Modbus
+        assert r["pv_c"].value == pytest.approx(245.5, abs=1e-3)
+        assert r["sv_c"].value == pytest.approx(250.0, abs=1e-3)
+        assert r["output_pct"].value == pytest.approx(37.5, abs=1e-3)
+        assert r["running"].value is True and r["tc_open"].value is False
+        assert all(x.quality is Quality.GOOD for x in r.values()), r
+        await dev.write("sv_c", 260.25)
+        # 260.25f = 0x43822000: low word first at 2160
+        assert pm.writes[-1] == (16, 2160, [0x2000, 0x4382])
+        assert pm.sp_c == pytest.approx(260.25)
+        await dev.write("run", False)
+        assert pm.writes[-1] == (6, 1880, [62]) and pm.mode == 62
+        assert (await dev.poll())["running"].value is False
+
+
+async def test_watlow_pm_input_error_code_makes_the_pv_bad() -> None:
+    pm = WatlowPM("heater1")
+    pm.pv_c = 250.0
+    async with served(pm, "temp_controller", "watlow-pm") as dev:
+        assert (await dev.poll())["pv_c"].good
+        pm.input_error = 65  # open
+        r = await dev.poll()
+        assert r["tc_open"].value is True and r["pv_c"].quality is Quality.BAD
+
+
+# ------------------------------------------------------------------ Autonics TK4
+
+
+async def test_autonics_tk4_decimal_point_read_at_connect_and_sentinels() -> None:
+    tk = AutonicsTK4("heater1", decimal_point=1)
+    tk.pv_c, tk.sv_c, tk.mv_pct = 249.7, 250.0, 55.0
+    async with served(tk, "temp_controller", "autonics-tk4") as dev:
+        r = await dev.poll()
+        assert r["pv_c"].value == pytest.approx(249.7)
+        assert r["sv_c"].value == pytest.approx(250.0)
+        assert r["output_pct"].value == pytest.approx(55.0)
+        assert r["running"].value is True and r["tc_open"].value is False
+        assert all(x.quality is Quality.GOOD for x in r.values()), r
+        # The manual's 3xxxx / 4xxxx references, minus their base, on the wire.
+        await dev.write("sv_c", 255.5)
+        assert tk.writes[-1] == (6, 0, [2555])
+        await dev.write("run", False)
+        assert tk.writes[-1] == (6, 50, [1]) and tk.stopped
+        tk.sensor_open = True  # the PV register holds 31000: no value, and tc_open
+        r = await dev.poll()
+        assert r["tc_open"].value is True
+        assert r["pv_c"].quality is Quality.BAD and dev.raw_of("pv_c") == 31000
+
+
+async def test_autonics_tk4_without_decimals_reads_whole_degrees() -> None:
+    tk = AutonicsTK4("heater1", decimal_point=0)
+    tk.pv_c = 250.0
+    async with served(tk, "temp_controller", "autonics-tk4") as dev:
+        assert (await dev.poll())["pv_c"].value == pytest.approx(250.0)
+        await dev.write("sv_c", 251.0)
+        assert tk.writes[-1] == (6, 0, [251])
