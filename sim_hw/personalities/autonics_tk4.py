@@ -42,7 +42,7 @@ class AutonicsTK4:
         self.writes: list[tuple[int, int, list[int]]] = []
 
     def _scaled(self, c: float) -> int:
-        return round(c * 10**self.dp)
+        return round(c * float(10**self.dp))
 
     def _input(self, address: int) -> int:
         if address == PV:
