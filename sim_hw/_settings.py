@@ -24,6 +24,8 @@ from drivers import (
     read_toml,
 )
 
+from .personalities._bridge import MODELS as PERSONALITY_MODELS
+
 #: Coils of the remote I/O after a watchdog trip: N2 keeps flowing, the exhaust keeps running,
 #: the heater contactor opens, the suction head keeps its vacuum (a held part is never dropped),
 #: the red light shows the trip. "hold" keeps the coil as it was.
@@ -181,6 +183,10 @@ class SimSettings(_Strict):
     io_safe_outputs: dict[str, bool | Literal["hold"]] = Field(
         default_factory=lambda: dict(DEFAULT_IO_SAFE_OUTPUTS)
     )
+    #: Devices served by a vendor personality (sim_hw.personalities), by model: device -> the
+    #: model's map name (``omron-e5cc``, ``watlow-pm``, ``autonics-tk4``, ``wago-750-352``). The
+    #: physics then drives the generic map of the device's kind beside the device's own map.
+    personalities: dict[str, str] = Field(default_factory=dict)
 
 
 class SimConfig(_Lenient):
@@ -239,6 +245,12 @@ def sim_config_from_dict(data: dict[str, Any], path: Path) -> LoadedSim:
         if dev.map is None:
             continue
         map_path = Path(dev.map) if Path(dev.map).is_absolute() else path.parent / dev.map
+        model = cfg.sim.personalities.get(name)
+        if model is not None:
+            if model not in PERSONALITY_MODELS or PERSONALITY_MODELS[model][1] != dev.kind:
+                problems.append(f"sim.personalities.{name}: no {dev.kind} model {model!r}")
+                continue
+            map_path = map_path.parent / PERSONALITY_MODELS[model][2]
         try:
             maps[name] = load_register_map(map_path)
         except ConfigError as exc:
