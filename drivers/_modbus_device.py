@@ -10,6 +10,7 @@ from typing import Self
 
 from . import _codec
 from ._config import DeviceConfig, Point, RegisterMap, RtuTransport, TcpTransport
+from ._connect import LAYERS_OK, ConnectSide
 from ._errors import (
     ConfigError,
     DeviceDisconnected,
@@ -31,25 +32,12 @@ GATEWAY_EXCEPTION_CODES = frozenset({0x0A, 0x0B})
 
 log = logging.getLogger("drivers")
 
-#: Set-up written on every (re)connect: device kind -> (config field, map point).
-SETUP_POINTS = {
-    "temp_controller": ("comm_timeout_s", "comm_timeout_s"),
-    "holder_drive": ("comm_timeout_s", "comm_timeout_s"),
-    "remote_io": ("watchdog_ms", "watchdog_timeout_ms"),
-}
-#: The independent layers' settings are read back this often (and at every connect): a unit
-#: swapped or reset to defaults by hand must not go unseen while the booth runs.
-LAYERS_CHECK_S = 60.0
-#: The reading that says the device's own safety settings read back as the config wants them.
-LAYERS_OK = "layers_ok"
-#: Exception codes of a model that locks or lacks an optional set-up register.
-LOCKED_CODES = frozenset({0x02, 0x03})
 #: A write whose effect shows in another point is read back this often before it counts failed.
 EFFECT_READS = 5
 EFFECT_INTERVAL_S = 0.05
 
 
-class ModbusDevice:
+class ModbusDevice(ConnectSide):
     """A Modbus device whose points and bits come from its register map."""
 
     def __init__(
@@ -96,23 +84,6 @@ class ModbusDevice:
                 self._invalidators.setdefault(target, []).append(bname)
         if self._setup:
             self._readings[LAYERS_OK] = Reading(None, now, Quality.NO_COMM)
-
-    @staticmethod
-    def _setup_writes(
-        name: str, config: DeviceConfig, regmap: RegisterMap
-    ) -> list[tuple[str, float]]:
-        spec = SETUP_POINTS.get(config.kind)
-        if spec is None:
-            return []
-        field, point = spec
-        value = getattr(config, field)
-        if value is None:
-            return []
-        if point not in regmap.points or not regmap.points[point].writable:
-            raise ConfigError(
-                f"devices.{name}.{field}: map {regmap.name!r} has no writable point {point!r}"
-            )
-        return [(point, float(value))]
 
     @property
     def health(self) -> Health:
@@ -215,85 +186,6 @@ class ModbusDevice:
         if _quality_of(exc) is Quality.NO_COMM:
             # A unit that was away may have restarted with defaults: set it up again.
             self._setup_generation = -1
-
-    async def connect_setup(self) -> None:
-        """Everything a (re)connect needs: decimal points read, the map's set-up and the
-        config's safety settings written (each read back)."""
-        await self.read_decimal_points()
-        if not self._write_setup:
-            # The first request opened the link: count this generation as set up.
-            self._setup_generation = self._line.generation
-            return
-        for step in self.regmap.setup:
-            try:
-                await self.write(step.point, step.value)
-            except ModbusExceptionReply as exc:
-                if not (step.optional and exc.code in LOCKED_CODES):
-                    raise
-                log.info(
-                    "%s: optional set-up %s refused (%s): left as it is", self.name, step.point, exc
-                )
-        for point, value in self._setup:
-            await self.write(point, value)
-        self._setup_generation = self._line.generation
-        self._layers_due_s = 0.0
-
-    async def read_decimal_points(self) -> None:
-        """Read the registers that give other points their decimal point (at connect)."""
-        for name in self._dp_points:
-            p = self.regmap.points[name]
-            words = await self._read_block(_one(name, p))
-            dp = _codec.signed(p, _codec.words_to_raw(p, words))
-            if not 0 <= dp <= 4:
-                raise ProtocolError(
-                    self.name,
-                    f"decimal point {name!r} reads {dp} (0..4 expected)",
-                    address=p.address,
-                )
-            self._dp[name] = dp
-
-    async def connect(self, *, write_setup: bool = True) -> None:
-        """Connect now. ``write_setup=False`` (a read-only tool) reads what decoding needs and
-        writes nothing, now or at a reconnect: the device's settings stay as they are."""
-        self._write_setup = write_setup
-        await self.connect_setup()
-
-    async def check_layers(self) -> list[tuple[str, float, float | bool | None]]:
-        """Read back the device's own safety settings; ``layers_ok`` says if they match.
-
-        Returns ``(point, wanted, found)`` for each.
-        """
-        found: list[tuple[str, float, float | bool | None]] = []
-        ok = True
-        for point, wanted in self._setup:
-            value = await self.read_point(point)
-            found.append((point, wanted, value))
-            p = self.regmap.points[point]
-            tolerance = _codec.resolution(p, self._dp_of(p)) / 2 + 1e-9
-            if not isinstance(value, float | int) or abs(float(value) - wanted) > tolerance:
-                ok = False
-        if not ok and self._readings.get(LAYERS_OK, Reading(None, 0.0)).value is not False:
-            log.error("%s: safety settings differ from the config: %s", self.name, found)
-        self._readings[LAYERS_OK] = Reading(ok, time.monotonic())
-        self._layers_due_s = time.monotonic() + LAYERS_CHECK_S
-        return found
-
-    async def read_point(self, name: str) -> float | bool | None:
-        """One point (or bit) read now, decoded; None when the reading is not usable."""
-        bit = self.regmap.bits.get(name)
-        word = bit.word if bit is not None else name
-        p = self.regmap.points[word]
-        words = await self._read_block(_one(word, p))
-        raw = _codec.words_to_raw(p, words)
-        if bit is not None:
-            return _codec.decode_bit(bit, raw)
-        try:
-            return _codec.decode(p, raw, self._dp_of(p))
-        except _codec.BadValue:
-            return None
-
-    def _dp_of(self, p: Point) -> int:
-        return self._dp.get(p.decimal_point, 0) if p.decimal_point else 0
 
     async def _read_block(self, block: _codec.Block) -> list[int]:
         """One block, retried at most ``config.retries`` times on no answer or a garbled one."""
@@ -450,10 +342,6 @@ class ModbusDevice:
             values=words,
             timeout_s=self.config.timeout_s,
         )
-
-
-def _one(name: str, p: Point) -> _codec.Block:
-    return _codec.Block(p.table, p.wire_read_address, p.width, ((name, 0),))
 
 
 def _shown(p: Point, raw: int) -> str:
