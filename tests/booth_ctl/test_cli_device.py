@@ -146,3 +146,32 @@ async def test_write_refused_while_a_supervisor_holds_the_booth(
         finally:
             await client.publish(f"booth/{booth_id}/online", b"", qos=1, retain=True)
     assert rc == 2 and "a supervisor holds booth" in err
+
+
+async def test_device_tools_on_the_vendor_booth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = render_config(tmp_path, "booth-sim-vendor.toml")
+    cfg = str(path)
+    async with SimBooth(path, control_socket=False) as booth:
+        await wait_for(lambda: booth.steps >= 2, timeout_s=5.0, what="the sim's first steps")
+        rc, out, _ = await boothctl(capsys, "device", "read", "heater1", "--config", cfg)
+        points = json.loads(out)["points"]
+        assert rc == 0, out
+        assert points["pv_c"]["value"] == pytest.approx(booth.state()["solder_temp_c"], abs=2)
+        assert points["status"]["raw"] is not None and points["running"]["value"] is True
+        # read-only: the E5CC's communications writing was not switched on by a read
+        assert not booth.bridges["heater1"].device.comm_writing  # type: ignore[attr-defined]
+        rc, out, _ = await boothctl(
+            capsys, "device", "write", "heater1", "running", "false", "--config", cfg
+        )
+        assert rc == 0, out
+        assert booth.bridges["heater1"].device.stopped  # type: ignore[attr-defined]
+        rc, out, _ = await boothctl(capsys, "device", "check", "heater1", "--config", cfg)
+        assert rc == 0 and "covered by: io: its watchdog drops heater_contactor" in out
+        rc, out, _ = await boothctl(capsys, "device", "check", "io", "--config", cfg)
+        assert rc == 1 and "DIFFERS" in out  # the coupler's watchdog time is still 0
+        rc, out, _ = await boothctl(capsys, "device", "check", "io", "--fix", "--config", cfg)
+        assert rc == 0, out
+        assert booth.bridges["io"].device.wd_time == 5  # type: ignore[attr-defined]
+        assert "vacuum_valve: safe value True" in out
