@@ -146,7 +146,7 @@ async def _readings(dev: Device, names: list[str]) -> dict[str, Reading]:
         await asyncio.sleep(0.1)
         polled = await dev.poll()
     silent = bool(polled) and all(r.quality is Quality.NO_COMM for r in polled.values())
-    out: dict[str, Reading] = {}
+    out: dict[str, Reading] = {} if names else dict(polled)
     for n in names:
         if n in polled:
             out[n] = polled[n]
@@ -183,6 +183,11 @@ async def _read(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     async with _open(loaded, args.name) as dev:
         names = readable(dev, list(args.points))
         readings = await _readings(dev, names)
+        if not isinstance(dev, ModbusDevice):
+            unknown = [n for n in names if n not in readings]
+            if unknown:
+                raise Usage(f"{args.name}: no point {unknown[0]!r} (points: {', '.join(readings)})")
+            names = names or list(readings)
     if readings and all(r.quality is Quality.NO_COMM for r in readings.values()):
         print(f"boothctl device read: {args.name} does not answer", file=sys.stderr)
     points = {n: _row(dev, n, readings[n]) for n in names if n in readings}

@@ -175,3 +175,11 @@ async def test_device_tools_on_the_vendor_booth(
         assert rc == 0, out
         assert booth.bridges["io"].device.wd_time == 5  # type: ignore[attr-defined]
         assert "vacuum_valve: safe value True" in out
+
+
+async def test_read_the_serial_analyzer(sim: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _booth, path = sim
+    rc, out, _ = await boothctl(capsys, "device", "read", "o2", "--config", str(path))
+    body = json.loads(out)
+    assert rc == 0 and set(body["points"]) == {"ppm", "status_ok"}
+    assert body["points"]["ppm"]["quality"] == "good"
