@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._errors import ConfigError
-from ._regmap import Bit, DataType, Point, RegisterMap, SetupStep, Table, Watchdog
+from ._regmap import Bit, DataType, Point, RegisterMap, SetupStep, Table, Watchdog, WriteBlock
 from ._toml import TomlError, read_toml
 
 DeviceKind = Literal["temp_controller", "remote_io", "holder_drive", "o2_analyzer"]
@@ -92,6 +92,7 @@ __all__ = [
     "SetupStep",
     "Table",
     "Watchdog",
+    "WriteBlock",
 ]
 
 

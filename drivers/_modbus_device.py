@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
@@ -305,6 +306,54 @@ class ModbusDevice(ConnectSide):
                 f"(raw {readback})",
                 address=p.address,
             )
+
+    async def write_block(self, block: str, values: Mapping[str, float | bool]) -> None:
+        """The points of a map's ``[blocks.NAME]`` in one FC16 (FC15) request, read back."""
+        spec = self.regmap.blocks.get(block)
+        if spec is None:
+            raise WriteRefusedError(self.name, f"no block {block!r} in map {self.regmap.name!r}")
+        if set(values) != set(spec.points):
+            raise WriteRefusedError(
+                self.name, f"block {block!r} needs exactly {', '.join(spec.points)}"
+            )
+        points = [self.regmap.points[n] for n in spec.points]
+        words: list[int] = []
+        raws: list[int] = []
+        for name, p in zip(spec.points, points, strict=True):
+            try:
+                raw = _codec.encode(name, p, values[name], self._dp_of(p))
+            except _codec.OutOfRange as exc:
+                raise WriteRefusedError(self.name, str(exc), address=p.address) from exc
+            raws.append(raw)
+            words += [raw] if p.is_bit else _codec.raw_to_words(p, raw)
+        first = points[0]
+        try:
+            await write_multiple(
+                self._line,
+                self.name,
+                unit=self.unit,
+                p=first,
+                values=words,
+                timeout_s=self.config.timeout_s,
+            )
+        except ModbusExceptionReply as exc:
+            raise self._tripped(exc) from exc
+        if not all(p.readback is True and p.read_address is None for p in points):
+            return
+        back = await self._read_block(
+            _codec.Block(first.table, first.wire_read_address, len(words), ())
+        )
+        offset = 0
+        for name, p, raw in zip(spec.points, points, raws, strict=True):
+            got = _codec.words_to_raw(p, back[offset : offset + p.width])
+            offset += p.width
+            if got != raw:
+                raise WriteVerifyError(
+                    self.name,
+                    f"block {block}: wrote {name} = {values[name]!r} (raw {raw}) but read back "
+                    f"{_shown(p, got)} (raw {got})",
+                    address=p.address,
+                )
 
     async def _verify_effect(self, point: str, shown_in: str, value: float | bool) -> None:
         """A write-only command whose effect shows in another point or bit."""

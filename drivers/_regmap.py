@@ -209,6 +209,14 @@ class Watchdog(_Strict):
     ref: str = ""
 
 
+class WriteBlock(_Strict):
+    """Consecutive writable points written in one FC16 (FC15) request, in this order: a drive's
+    direct-data block, where target and speed must land together."""
+
+    points: Annotated[list[str], Field(min_length=2)]
+    ref: str = ""
+
+
 class RegisterMap(_Strict):
     name: str
     description: str = ""
@@ -222,6 +230,7 @@ class RegisterMap(_Strict):
     bits: dict[str, Bit] = Field(default_factory=dict)
     setup: list[SetupStep] = Field(default_factory=list)
     watchdog: Watchdog | None = None
+    blocks: dict[str, WriteBlock] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -284,6 +293,8 @@ class RegisterMap(_Strict):
             target = self.points.get(step.point)
             if target is None or not target.writable:
                 raise ValueError(f"setup: {step.point!r} is not a writable point of this map")
+        for bname, block in self.blocks.items():
+            self._check_block(bname, block)
         wd = self.watchdog
         if wd is not None and wd.tripped is not None and not self._names(wd.tripped):
             raise ValueError(f"watchdog.tripped: {wd.tripped!r} is not in the map")
@@ -319,6 +330,22 @@ class RegisterMap(_Strict):
                     f"{' or '.join(repr(a) for a in allowed)}"
                 )
         return problems
+
+    def _check_block(self, name: str, block: WriteBlock) -> None:
+        points = []
+        for pname in block.points:
+            p = self.points.get(pname)
+            if p is None or not p.writable or (p.type == "bool" and not p.is_bit):
+                raise ValueError(f"blocks.{name}: {pname!r} is not a writable value of this map")
+            points.append(p)
+        for i in range(1, len(points)):
+            prev, p, pname = points[i - 1], points[i], block.points[i]
+            if p.table != prev.table or p.wire_address != prev.wire_address + prev.width:
+                raise ValueError(
+                    f"blocks.{name}: {pname!r} does not follow the point before it "
+                    f"({p.table} {p.wire_address}, expected {prev.table} "
+                    f"{prev.wire_address + prev.width})"
+                )
 
     def _names(self, name: str) -> bool:
         return name in self.points or name in self.bits

@@ -180,3 +180,18 @@ def test_map_rules_name_what_is_wrong() -> None:
         RegisterMap.model_validate(
             {"name": "m", "points": {"pv": {"table": "input", "address": 0, "decimal_point": "dp"}}}
         )
+
+
+def test_a_write_block_must_be_consecutive_writable_points() -> None:
+    points = {
+        "a": {"table": "holding", "address": 0, "type": "int32", "writable": True},
+        "b": {"table": "holding", "address": 3, "writable": True},
+    }
+    with pytest.raises(ValidationError, match=r"blocks\.dd: 'b' does not follow"):
+        RegisterMap.model_validate(
+            {"name": "m", "points": points, "blocks": {"dd": {"points": ["a", "b"]}}}
+        )
+    points["b"]["address"] = 2
+    RegisterMap.model_validate(
+        {"name": "m", "points": points, "blocks": {"dd": {"points": ["a", "b"]}}}
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,3 +248,57 @@ async def test_autonics_tk4_without_decimals_reads_whole_degrees() -> None:
         assert (await dev.poll())["pv_c"].value == pytest.approx(250.0)
         await dev.write("sv_c", 251.0)
         assert tk.writes[-1] == (6, 0, [251])
+
+
+# ------------------------------------------------------------------ block writes
+
+
+async def test_a_direct_data_block_goes_in_one_fc16_and_is_read_back() -> None:
+    from drivers import RegisterMap
+    from sim_hw._banks import RegisterBank
+    from sim_hw.personalities._bridge import BankPersonality
+
+    regmap = RegisterMap.model_validate(
+        {
+            "name": "drive-dd",
+            "address_base": 40001,
+            "points": {
+                "z_target_mm": {"table": "holding", "address": 40010, "type": "int32",
+                                "scale": 0.01, "writable": True, "unit": "mm"},
+                "z_speed_mm_s": {"table": "holding", "address": 40012, "scale": 0.1,
+                                 "writable": True, "unit": "mm/s"},
+            },
+            "blocks": {"move": {"points": ["z_target_mm", "z_speed_mm_s"]}},
+        }
+    )  # fmt: skip
+    drive = BankPersonality("drive", RegisterBank("drive", regmap_for_bank(regmap)))
+    port = free_port()
+    config = DeviceConfig.model_validate(
+        {
+            "kind": "holder_drive",
+            "map": "x.toml",
+            "transport": {"type": "tcp", "host": "127.0.0.1", "port": port},
+            "timeout_s": 1.0,
+        }
+    )
+    async with ModbusTcpServer("127.0.0.1", port, personality_responder({1: drive}, tcp=True)):
+        line = ModbusLine(config.transport)  # type: ignore[arg-type]
+        async with ModbusDevice("drive", config, regmap, line, owns_line=True) as dev:
+            await dev.write_block("move", {"z_target_mm": 123.45, "z_speed_mm_s": 80.0})
+    assert drive.requests[16] == 1 and drive.requests[6] == 0
+    assert drive.bank.read("holding", 9, 3) == [0, 12345, 800]
+
+
+def regmap_for_bank(regmap: Any) -> Any:
+    """The generic banks hold one register per point: the same addresses, 16-bit each."""
+    from drivers import RegisterMap
+
+    points = {}
+    for name, p in regmap.points.items():
+        for i in range(p.width):
+            points[f"{name}_{i}"] = {
+                "table": p.table,
+                "address": p.wire_address + i,
+                "writable": True,
+            }
+    return RegisterMap.model_validate({"name": "bank", "points": points})
