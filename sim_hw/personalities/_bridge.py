@@ -40,7 +40,7 @@ WAGO_INPUTS = (
     "flux_lid_closed",
 )  # fmt: skip
 #: 4-20 mA transmitters on the 750-466 channels: role -> full scale.
-WAGO_ANALOG = (("vacuum_kpa", 100.0), ("n2_flow_lpm", 50.0), ("flux_level_pct", 100.0))
+WAGO_ANALOG = (("vacuum_kpa", 100.0), ("n2_flow_lpm", 200.0), ("flux_level_pct", 100.0))
 
 
 class BankPersonality:

@@ -130,7 +130,7 @@ async def test_wago_inputs_and_analog_channels_read_through_the_process_image() 
             True, True, False, True, True, False, True,
         ]  # fmt: skip
         assert r["vacuum_kpa"].value == pytest.approx(50.0, abs=0.05)
-        assert r["n2_flow_lpm"].value == pytest.approx(50.0, abs=0.05)
+        assert r["n2_flow_lpm"].value == pytest.approx(200.0, abs=0.1)
         assert r["flux_level_pct"].value == pytest.approx(0.0, abs=0.05)
         assert r["watchdog_tripped"].value is False and r["layers_ok"].value is True
         # Set-up: 500 ms written as 5 x 100 ms to WS_TIME (0x1000).
