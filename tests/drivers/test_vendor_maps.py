@@ -302,3 +302,49 @@ def regmap_for_bank(regmap: Any) -> Any:
                 "writable": True,
             }
     return RegisterMap.model_validate({"name": "bank", "points": points})
+
+
+# ------------------------------------------------------------------ set-up a model locks
+
+
+def _e5cc_with_setup(optional: bool) -> Any:
+    import tomllib
+
+    from drivers import RegisterMap
+
+    data = tomllib.loads((MAPS / "omron-e5cc.toml").read_text())
+    # A protect-level register this model does not have (exception 02 from the E5CC).
+    data["points"]["protect_level"] = {
+        "table": "holding",
+        "address": 0x0500,
+        "type": "int32",
+        "writable": True,
+        "poll": False,
+    }
+    data["setup"].append({"point": "protect_level", "value": 1, "optional": optional})
+    return RegisterMap.model_validate(data)
+
+
+@pytest.mark.parametrize("optional", [True, False])
+async def test_an_optional_setup_step_a_model_refuses_is_tolerated(optional: bool) -> None:
+    e5cc = OmronE5CC("heater1")
+    e5cc.pv_c = 250.0
+    port = free_port()
+    config = DeviceConfig.model_validate(
+        {
+            "kind": "temp_controller",
+            "map": "x.toml",
+            "transport": {"type": "tcp", "host": "127.0.0.1", "port": port},
+            "timeout_s": 1.0,
+        }
+    )
+    async with ModbusTcpServer("127.0.0.1", port, personality_responder({1: e5cc}, tcp=True)):
+        line = ModbusLine(config.transport)  # type: ignore[arg-type]
+        regmap = _e5cc_with_setup(optional)
+        async with ModbusDevice("heater1", config, regmap, line, owns_line=True) as dev:
+            r = await dev.poll()
+    assert (16, 0x0500, [0, 1]) in e5cc.writes  # it was tried
+    if optional:
+        assert r["pv_c"].good and e5cc.comm_writing
+    else:
+        assert r["pv_c"].quality is Quality.BAD  # the device refuses its set-up: not usable
