@@ -1,7 +1,8 @@
 """Device transports and register maps, as read from the booth TOML and the map files.
 
-A register map is data: a different real controller is a new map file, not new code. The
-simulator lays out its registers from the same files, so both sides agree by construction.
+A register map is data (``_regmap``): a different real controller is a new map file, not new
+code. The generic simulator lays out its registers from the generic maps; the vendor models are
+served by personalities written from their manuals, so that a wrong vendor map fails a test.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._errors import ConfigError
+from ._regmap import Bit, DataType, Point, RegisterMap, SetupStep, Table, Watchdog, WriteBlock
 from ._toml import TomlError, read_toml
 
-Table = Literal["coil", "discrete", "input", "holding"]
-DataType = Literal["bool", "uint16", "int16"]
 DeviceKind = Literal["temp_controller", "remote_io", "holder_drive", "o2_analyzer"]
 
 #: The longest a reading may be trusted (``stale_s``). The I/O module carries the door, the
@@ -83,78 +83,17 @@ class SerialTransport(_Strict):
 Transport = Annotated[TcpTransport | RtuTransport | SerialTransport, Field(discriminator="type")]
 
 
-class Point(_Strict):
-    """One register or bit. Engineering value = raw * scale (+ offset)."""
-
-    table: Table
-    address: Annotated[int, Field(ge=0, le=65535)]
-    type: DataType = "uint16"
-    scale: float = 1.0
-    offset: float = 0.0
-    writable: bool = False
-    #: A command register (pulse): written, not read back (its value self-clears).
-    command: bool = False
-    #: Read by the poller. A set-up or target register that only the supervisor writes can be
-    #: left out (``poll = false``): it is still read back after every write, and each request
-    #: saved is one less on a line polled at 50 Hz.
-    poll: bool = True
-    #: A write is read back to see what the device kept (its echo only proves the request
-    #: arrived). A heartbeat or watchdog counter, which the device consumes and whose loss its
-    #: own timeout catches, needs no readback (``readback = false``): its echo is its answer.
-    readback: bool = True
-    unit: str = ""
-
-    @model_validator(mode="after")
-    def _check(self) -> Point:
-        if self.table in ("coil", "discrete") and self.type != "bool":
-            raise ValueError(f"a {self.table} point must have type 'bool', not {self.type!r}")
-        if self.table in ("input", "holding") and self.type == "bool":
-            raise ValueError(f"a {self.table} register cannot have type 'bool'")
-        if self.writable and self.table in ("discrete", "input"):
-            raise ValueError(f"a {self.table} point cannot be writable")
-        if self.command and not self.writable:
-            raise ValueError("a command point must be writable")
-        if not self.poll and not self.writable:
-            raise ValueError("a point that is not polled must be writable (read back on write)")
-        if not self.readback and not self.writable:
-            raise ValueError("readback applies to a writable point only")
-        if self.scale == 0:
-            raise ValueError("scale must not be 0")
-        return self
-
-
-class Bit(_Strict):
-    """A named bit inside a register point (a status word)."""
-
-    #: The register point holding the bit.
-    word: str
-    bit: Annotated[int, Field(ge=0, le=15)]
-
-
-class RegisterMap(_Strict):
-    name: str
-    description: str = ""
-    points: dict[str, Point]
-    bits: dict[str, Bit] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self) -> RegisterMap:
-        seen: dict[tuple[str, int], str] = {}
-        for name, p in self.points.items():
-            key = (p.table, p.address)
-            if key in seen:
-                raise ValueError(
-                    f"points {seen[key]!r} and {name!r} share {p.table} address {p.address}"
-                )
-            seen[key] = name
-        for name, b in self.bits.items():
-            if b.word not in self.points:
-                raise ValueError(f"bit {name!r} names unknown register {b.word!r}")
-            if self.points[b.word].table not in ("input", "holding"):
-                raise ValueError(f"bit {name!r}: {b.word!r} is not a register")
-            if not self.points[b.word].poll:
-                raise ValueError(f"bit {name!r}: its register {b.word!r} is not polled")
-        return self
+__all__ = [
+    "Bit",
+    "DataType",
+    "DeviceConfig",
+    "Point",
+    "RegisterMap",
+    "SetupStep",
+    "Table",
+    "Watchdog",
+    "WriteBlock",
+]
 
 
 class DeviceConfig(_Strict):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
 from . import _codec
-from ._config import DeviceConfig, RegisterMap, RtuTransport, TcpTransport
+from ._config import DeviceConfig, Point, RegisterMap, RtuTransport, TcpTransport
+from ._connect import LAYERS_OK, ConnectSide
 from ._errors import (
     ConfigError,
     DeviceDisconnected,
@@ -20,14 +24,21 @@ from ._errors import (
 )
 from ._health import Health, aged
 from ._modbus import ModbusLine
+from ._plausible import implausible
 from ._reading import Quality, Reading
-from ._safety_points import SETUP_POINTS
+from ._writes import DeviceTripped, write_multiple
 
 #: Modbus exception codes by which a gateway says the device behind it did not answer.
 GATEWAY_EXCEPTION_CODES = frozenset({0x0A, 0x0B})
 
+log = logging.getLogger("drivers")
 
-class ModbusDevice:
+#: A write whose effect shows in another point is read back this often before it counts failed.
+EFFECT_READS = 5
+EFFECT_INTERVAL_S = 0.05
+
+
+class ModbusDevice(ConnectSide):
     """A Modbus device whose points and bits come from its register map."""
 
     def __init__(
@@ -51,35 +62,37 @@ class ModbusDevice:
         self._health = Health(name)
         self._setup = self._setup_writes(name, config, regmap)
         self._setup_generation = -1
+        self._layers_due_s = 0.0
+        self._write_setup = True
+        #: Decimal points read at connect, by the name of the point that holds them.
+        self._dp: dict[str, int] = {}
+        self._dp_points = sorted(
+            {p.decimal_point for p in regmap.points.values() if p.decimal_point is not None}
+        )
         now = time.monotonic()
         # Never read yet: no value, NO_COMM, stamped with the driver's start. A point that is
         # not polled has no reading: its readback only verifies the write.
         self._raw: dict[str, int] = {}
+        #: Why a BAD reading is bad (sentinel, implausible, unknown code), for the tools.
+        self.why: dict[str, str] = {}
         polled = [n for n, p in regmap.points.items() if p.poll]
         self._readings: dict[str, Reading] = {
             n: Reading(None, now, Quality.NO_COMM) for n in (*polled, *regmap.bits)
         }
-
-    @staticmethod
-    def _setup_writes(
-        name: str, config: DeviceConfig, regmap: RegisterMap
-    ) -> list[tuple[str, float]]:
-        spec = SETUP_POINTS.get(config.kind)
-        if spec is None:
-            return []
-        field, point = spec
-        value = getattr(config, field)
-        if value is None:
-            return []
-        if point not in regmap.points or not regmap.points[point].writable:
-            raise ConfigError(
-                f"devices.{name}.{field}: map {regmap.name!r} has no writable point {point!r}"
-            )
-        return [(point, float(value))]
+        self._invalidators: dict[str, list[str]] = {}
+        for bname, bit in regmap.bits.items():
+            for target in bit.invalidates:
+                self._invalidators.setdefault(target, []).append(bname)
+        if self._setup:
+            self._readings[LAYERS_OK] = Reading(None, now, Quality.NO_COMM)
 
     @property
     def health(self) -> Health:
         return self._health
+
+    def raw_of(self, name: str) -> int | None:
+        """The last raw value of a point (a register pair as one unsigned int), or None."""
+        return self._raw.get(name)
 
     async def __aenter__(self) -> Self:
         return self
@@ -105,8 +118,10 @@ class ModbusDevice:
         failure: DeviceError | None = None
         started = time.monotonic()
         try:
-            if self._setup and self._setup_generation != self._line.generation:
-                await self._send_setup()
+            if self._setup_generation != self._line.generation:
+                await self.connect_setup()
+            if self._setup and time.monotonic() >= self._layers_due_s:
+                await self.check_layers()
         except DeviceError as exc:
             self._fail_all(exc)
             return
@@ -122,28 +137,56 @@ class ModbusDevice:
                     self._fail_rest(exc, started)
                     break
                 continue
-            ts = time.monotonic()
-            for name, offset in block.points:
-                raw = values[offset]
-                self._raw[name] = raw
-                point = self.regmap.points[name]
-                self._readings[name] = Reading(_codec.decode(point, raw), ts)
-            self._decode_bits(ts)
+            self._store_block(block, values, time.monotonic())
         if failure is None:
             self._health.succeeded()
+            layers = self._readings.get(LAYERS_OK)
+            if layers is not None and layers.value is not None:
+                # A fact about the settings until the next read-back, as fresh as the link.
+                self._readings[LAYERS_OK] = Reading(layers.value, time.monotonic())
         else:
             self._fail_health(failure)
+
+    def _store_block(self, block: _codec.Block, values: list[int], ts: float) -> None:
+        for name, offset in block.points:
+            point = self.regmap.points[name]
+            raw = _codec.words_to_raw(point, values[offset : offset + point.width])
+            self._raw[name] = raw
+            self._readings[name] = self._judge(name, raw, ts)
+        self._decode_bits(ts)
+
+    def _judge(self, name: str, raw: int, ts: float) -> Reading:
+        """A raw value to a reading: GOOD with its value, or BAD (never a value) and why."""
+        point = self.regmap.points[name]
+        dp = self._dp.get(point.decimal_point, 0) if point.decimal_point else 0
+        if point.decimal_point and point.decimal_point not in self._dp:
+            why: str | None = f"decimal point {point.decimal_point!r} not read yet"
+        else:
+            try:
+                value = _codec.decode(point, raw, dp)
+            except _codec.BadValue as exc:
+                why = str(exc)
+            else:
+                why = implausible(self.config.kind, name, point, raw, value)
+                flagged = [
+                    b for b in self._invalidators.get(name, ()) if self._readings[b].value is True
+                ]
+                if why is None and flagged:
+                    why = flagged[0]
+                if why is None:
+                    self.why.pop(name, None)
+                    return Reading(value, ts)
+        assert why is not None
+        if self.why.get(name) != why:
+            log.warning("%s: %s is BAD: %s", self.name, name, why)
+        self.why[name] = why
+        return Reading(None, ts, Quality.BAD)
 
     def _fail_health(self, exc: DeviceError) -> None:
         self._health.failed(exc, backoff=not _answered(exc))
         if _quality_of(exc) is Quality.NO_COMM:
             # A unit that was away may have restarted with defaults: set it up again.
             self._setup_generation = -1
-
-    async def _send_setup(self) -> None:
-        for point, value in self._setup:
-            await self.write(point, value)
-        self._setup_generation = self._line.generation
 
     async def _read_block(self, block: _codec.Block) -> list[int]:
         """One block, retried at most ``config.retries`` times on no answer or a garbled one."""
@@ -164,12 +207,32 @@ class ModbusDevice:
                 if attempt >= self.config.retries:
                     raise
                 attempt += 1
+            except ModbusExceptionReply as exc:
+                raise self._tripped(exc) from exc
+
+    def _tripped(self, exc: ModbusExceptionReply) -> ModbusExceptionReply:
+        """The exception that a tripped watchdog answers with is the trip, shown as such."""
+        wd = self.regmap.watchdog
+        if wd is None or wd.trip_exception != exc.code or isinstance(exc, DeviceTripped):
+            return exc
+        if wd.tripped is not None and wd.tripped in self._readings:
+            self._readings[wd.tripped] = Reading(True, time.monotonic())
+        return DeviceTripped(self.name, exc.code, address=exc.address)
 
     def _decode_bits(self, ts: float) -> None:
         for name, bit in self.regmap.bits.items():
             word = self._readings[bit.word]
-            if word.ts == ts and word.quality is Quality.GOOD:
-                self._readings[name] = Reading(_codec.decode_bit(bit, self._raw[bit.word]), ts)
+            if word.ts == ts and word.quality in (Quality.GOOD, Quality.BAD):
+                # From the raw word just received, even if the word is no value (the code that
+                # replaces a value is what says why).
+                on = _codec.decode_bit(bit, self._raw[bit.word])
+                self._readings[name] = Reading(on, ts)
+                for target in bit.invalidates if on else ():
+                    # An input error: the device's value is meaningless, whatever it reads.
+                    self.why[target] = name
+                    self._readings[target] = Reading(None, ts, Quality.BAD)
+            elif word.ts == ts:
+                self._readings[name] = Reading(None, ts, Quality.BAD)
 
     def _fail_block(self, block: _codec.Block, exc: DeviceError) -> None:
         names = {n for n, _ in block.points}
@@ -208,32 +271,133 @@ class ModbusDevice:
             raise WriteRefusedError(self.name, f"no point {point!r} in map {self.regmap.name!r}")
         if not p.writable:
             raise WriteRefusedError(self.name, f"point {point!r} is read-only", address=p.address)
+        if p.decimal_point and p.decimal_point not in self._dp:
+            raise WriteRefusedError(
+                self.name,
+                f"{point!r}: decimal point {p.decimal_point!r} not read yet "
+                "(the device has not been connected)",
+                address=p.address,
+            )
+        if p.feed == "nonzero_change" and not isinstance(value, bool):
+            # The device counts a change of a non-zero value: the counter skips 0.
+            value = int(value) % _codec.UINT16_MAX + 1
         try:
-            raw = _codec.encode(point, p, value)
+            raw = _codec.encode(point, p, value, self._dp_of(p))
         except _codec.OutOfRange as exc:
             raise WriteRefusedError(self.name, str(exc), address=p.address) from exc
-        await self._line.write(
-            self.name,
-            self.unit,
-            table=p.table,
-            address=p.address,
-            raw=raw,
-            timeout_s=self.config.timeout_s,
-        )
-        if p.command or not p.readback:
+        try:
+            await self._send(p, raw)
+        except ModbusExceptionReply as exc:
+            raise self._tripped(exc) from exc
+        if p.command or p.readback is False:
             return  # a pulse that clears itself, or a counter the device consumes: the echo is all
-        block = _codec.Block(p.table, p.address, 1, ((point, 0),))
-        readback = (await self._read_block(block))[0]
+        if isinstance(p.readback, str):
+            await self._verify_effect(point, p.readback, value)
+            return
+        p_block = _codec.Block(p.table, p.wire_read_address, p.width, ((point, 0),))
+        readback = _codec.words_to_raw(p, await self._read_block(p_block))
         if p.poll:
             self._raw[point] = readback
-            self._readings[point] = Reading(_codec.decode(p, readback), time.monotonic())
+            self._readings[point] = self._judge(point, readback, time.monotonic())
         if readback != raw:
             raise WriteVerifyError(
                 self.name,
-                f"wrote {point} = {value!r} (raw {raw}) but read back "
-                f"{_codec.decode(p, readback)!r} (raw {readback})",
+                f"wrote {point} = {value!r} (raw {raw}) but read back {_shown(p, readback)} "
+                f"(raw {readback})",
                 address=p.address,
             )
+
+    async def write_block(self, block: str, values: Mapping[str, float | bool]) -> None:
+        """The points of a map's ``[blocks.NAME]`` in one FC16 (FC15) request, read back."""
+        spec = self.regmap.blocks.get(block)
+        if spec is None:
+            raise WriteRefusedError(self.name, f"no block {block!r} in map {self.regmap.name!r}")
+        if set(values) != set(spec.points):
+            raise WriteRefusedError(
+                self.name, f"block {block!r} needs exactly {', '.join(spec.points)}"
+            )
+        points = [self.regmap.points[n] for n in spec.points]
+        words: list[int] = []
+        raws: list[int] = []
+        for name, p in zip(spec.points, points, strict=True):
+            try:
+                raw = _codec.encode(name, p, values[name], self._dp_of(p))
+            except _codec.OutOfRange as exc:
+                raise WriteRefusedError(self.name, str(exc), address=p.address) from exc
+            raws.append(raw)
+            words += [raw] if p.is_bit else _codec.raw_to_words(p, raw)
+        first = points[0]
+        try:
+            await write_multiple(
+                self._line,
+                self.name,
+                unit=self.unit,
+                p=first,
+                values=words,
+                timeout_s=self.config.timeout_s,
+            )
+        except ModbusExceptionReply as exc:
+            raise self._tripped(exc) from exc
+        if not all(p.readback is True and p.read_address is None for p in points):
+            return
+        back = await self._read_block(
+            _codec.Block(first.table, first.wire_read_address, len(words), ())
+        )
+        offset = 0
+        for name, p, raw in zip(spec.points, points, raws, strict=True):
+            got = _codec.words_to_raw(p, back[offset : offset + p.width])
+            offset += p.width
+            if got != raw:
+                raise WriteVerifyError(
+                    self.name,
+                    f"block {block}: wrote {name} = {values[name]!r} (raw {raw}) but read back "
+                    f"{_shown(p, got)} (raw {got})",
+                    address=p.address,
+                )
+
+    async def _verify_effect(self, point: str, shown_in: str, value: float | bool) -> None:
+        """A write-only command whose effect shows in another point or bit."""
+        found: float | bool | None = None
+        for attempt in range(EFFECT_READS):
+            if attempt:
+                await asyncio.sleep(EFFECT_INTERVAL_S)
+            found = await self.read_point(shown_in)
+            if found == value:
+                return
+        raise WriteVerifyError(
+            self.name,
+            f"wrote {point} = {value!r} but {shown_in} shows {found!r} after "
+            f"{EFFECT_READS * EFFECT_INTERVAL_S:g} s",
+            address=self.regmap.points[point].address,
+        )
+
+    async def _send(self, p: Point, raw: int) -> None:
+        if not p.multiple:
+            await self._line.write(
+                self.name,
+                self.unit,
+                table=p.table,
+                address=p.wire_address,
+                raw=raw,
+                timeout_s=self.config.timeout_s,
+            )
+            return
+        words = [raw] if p.is_bit else _codec.raw_to_words(p, raw)
+        await write_multiple(
+            self._line,
+            self.name,
+            unit=self.unit,
+            p=p,
+            values=words,
+            timeout_s=self.config.timeout_s,
+        )
+
+
+def _shown(p: Point, raw: int) -> str:
+    try:
+        return repr(_codec.decode(p, raw))
+    except _codec.BadValue:
+        return "an unknown code"
 
 
 def _quality_of(exc: DeviceError) -> Quality:

@@ -84,8 +84,12 @@ class RegisterBank:
         self._points: dict[str, tuple[tuple[str, int], Point]] = {
             n: ((p.table, p.address), p) for n, p in regmap.points.items()
         }
+        for n, b in regmap.bits.items():
+            if b.bit is None:
+                # The generic banks lay out generic maps; a vendor's codes are its personality's.
+                raise ValueError(f"{regmap.name}: bit {n!r} is a code, not a bit position")
         self._bits: dict[str, tuple[tuple[str, int], int]] = {
-            n: ((regmap.points[b.word].table, regmap.points[b.word].address), 1 << b.bit)
+            n: ((regmap.points[b.word].table, regmap.points[b.word].address), 1 << (b.bit or 0))
             for n, b in regmap.bits.items()
         }
         #: Bumped on every master write of an address, even with the same value: a watchdog

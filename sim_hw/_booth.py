@@ -30,6 +30,8 @@ from ._faults import FaultError
 from ._modbus import ModbusResponder, ModbusRtuServer, ModbusTcpServer, Unit
 from ._physics import BoothPhysics
 from ._settings import LoadedSim, load_sim_config
+from .personalities import Personality, personality_responder
+from .personalities._bridge import BankPersonality, Bridge
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ class SimBooth:
         self.config_path = Path(config_path)
         self.loaded: LoadedSim = load_sim_config(self.config_path)
         self.physics = BoothPhysics(self.loaded, epoch_s=time.time())
+        #: Devices served by a vendor personality, coupled to the physics by role.
+        self.bridges = {
+            name: Bridge(model, name, self.physics.banks[name])
+            for name, model in self.loaded.config.sim.personalities.items()
+        }
         self._with_control = control_socket
         self._stack: AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +82,11 @@ class SimBooth:
 
     def state(self) -> dict[str, Any]:
         """The physical truth (``booth-sim state``)."""
-        return self.physics.state()
+        state = self.physics.state()
+        io = self.physics.io_device
+        if io in self.bridges:
+            state["io_watchdog_tripped"] = self.bridges[io].tripped  # the coupler's own watchdog
+        return state
 
     # -- lifetime
 
@@ -103,7 +114,6 @@ class SimBooth:
             # First, so that a second simulator on the same config is refused before it
             # touches the first one's links.
             await stack.enter_async_context(ControlServer(self.control_socket, self._control))
-        offline = self.physics.faults.offline
         tcp: dict[tuple[str, int], dict[int, Unit]] = {}
         rtu: dict[str, dict[int, Unit]] = {}
         for name, dev in cfg.devices.items():
@@ -124,11 +134,11 @@ class SimBooth:
                 self._analyzers.append(await stack.enter_async_context(analyzer))
         for (host, port), units in tcp.items():
             await stack.enter_async_context(
-                ModbusTcpServer(host, port, ModbusResponder(units, offline, tcp=True))
+                ModbusTcpServer(host, port, self._responder(units, tcp=True))
             )
         for path, units in rtu.items():
             await stack.enter_async_context(
-                ModbusRtuServer(self.loaded.resolve(path), ModbusResponder(units, offline))
+                ModbusRtuServer(self.loaded.resolve(path), self._responder(units, tcp=False))
             )
         # Records carry wall-clock times: sim time 0 is now, when the physics starts running.
         self.physics.epoch_s = time.time() - self.physics.t_s
@@ -175,7 +185,11 @@ class SimBooth:
         while True:
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             now = time.monotonic()
+            for bridge in self.bridges.values():
+                bridge.before_step()
             self.physics.step(min(now - last, MAX_CATCH_UP_S))
+            for bridge in self.bridges.values():
+                bridge.after_step()
             last = now
             for analyzer in self._analyzers:
                 analyzer.after_step()
@@ -183,6 +197,20 @@ class SimBooth:
             deadline += period_s
             if deadline < now:
                 deadline = now + period_s
+
+    def _responder(self, units: dict[int, Unit], *, tcp: bool) -> ModbusResponder:
+        """Generic banks answer by themselves; an endpoint with a vendor device answers through
+        the personalities (its generic banks wrapped as such)."""
+        offline = self.physics.faults.offline
+        if not any(u.device in self.bridges for u in units.values()):
+            return ModbusResponder(units, offline, tcp=tcp)
+        devices: dict[int, Personality] = {
+            uid: self.bridges[u.device].device
+            if u.device in self.bridges
+            else BankPersonality(u.device, u.bank)
+            for uid, u in units.items()
+        }
+        return personality_responder(devices, offline, tcp=tcp)
 
     def _control(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")

@@ -18,6 +18,8 @@ from drivers import DeviceConfig, RegisterMap
 from drivers._booth_file import load_maps, read_booth_file, refuse, validation_lines
 from drivers._safety_points import missing_points
 
+from .personalities._bridge import MODELS as PERSONALITY_MODELS
+
 #: Coils of the remote I/O after a watchdog trip: N2 keeps flowing, the exhaust keeps running,
 #: the heater contactor opens, the suction head keeps its vacuum (a held part is never dropped),
 #: the red light shows the trip. "hold" keeps the coil as it was.
@@ -159,6 +161,10 @@ class SimSettings(_Strict):
     io_safe_outputs: dict[str, bool | Literal["hold"]] = Field(
         default_factory=lambda: dict(DEFAULT_IO_SAFE_OUTPUTS)
     )
+    #: Devices served by a vendor personality (sim_hw.personalities), by model: device -> the
+    #: model's map name (``omron-e5cc``, ``watlow-pm``, ``autonics-tk4``, ``wago-750-352``). The
+    #: physics then drives the generic map of the device's kind beside the device's own map.
+    personalities: dict[str, str] = Field(default_factory=dict)
 
 
 class SimConfig(_Lenient):
@@ -208,7 +214,21 @@ def sim_config_from_dict(data: dict[str, Any], path: Path) -> LoadedSim:
         cfg = SimConfig.model_validate(data)
     except ValidationError as exc:
         raise refuse([f"{path}: {line}" for line in validation_lines(exc)]) from exc
-    maps, problems = load_maps(cfg.devices, path)
+    problems: list[str] = []
+    # A device served by a vendor personality keeps its generic bank (the physics' side): the
+    # personality translates the vendor's registers to it, written from the manual, not the map.
+    bank_devices: dict[str, DeviceConfig] = {}
+    for name, dev in cfg.devices.items():
+        model = cfg.sim.personalities.get(name)
+        if model is None or dev.map is None:
+            bank_devices[name] = dev
+        elif model not in PERSONALITY_MODELS or PERSONALITY_MODELS[model][1] != dev.kind:
+            problems.append(f"{path}: sim.personalities.{name}: no {dev.kind} model {model!r}")
+        else:
+            generic = Path(dev.map).parent / PERSONALITY_MODELS[model][2]
+            bank_devices[name] = dev.model_copy(update={"map": str(generic)})
+    maps, map_problems = load_maps(bank_devices, path)
+    problems.extend(map_problems)
     for vname, vessel in cfg.vessels.items():
         ctl = cfg.devices.get(vessel.controller)
         if ctl is None or ctl.kind != "temp_controller":

@@ -7,8 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from booth_ctl.cli._common import (
     DEFAULT_CONFIG,
     EXIT_OK,
@@ -17,7 +15,6 @@ from booth_ctl.cli._common import (
     check_parser,
     default_config,
     load,
-    validation_lines,
 )
 from booth_ctl.config._booth import BoothConfig, LoadedConfig, check_config, load_config
 from drivers import ConfigError

@@ -9,12 +9,10 @@ import logging
 import os
 import sys
 
-
 from booth_ctl.commands import Role
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.records import RecordError, RecordStore
 from drivers import ConfigError
-from drivers._booth_file import validation_lines
 
 #: Where the installed service keeps its config; ``BOOTH_CONFIG`` or ``--config`` override it.
 DEFAULT_CONFIG = "/etc/booth/booth.toml"

@@ -19,12 +19,12 @@ from booth_ctl.cli._common import (
     EXIT_USAGE,
     TELEMETRY_WAITS,
     mqtt_opts,
-    validation_lines,
 )
 from booth_ctl.commands import COMMANDS
 from booth_ctl.config._booth import BoothConfig, LoadedConfig
 from booth_ctl.links.mqtt import NoReply, mqtt_client, read_status, send_command
 from drivers import TomlError, read_toml
+from drivers._booth_file import validation_lines
 
 
 def _mqtt_target(args: argparse.Namespace) -> LoadedConfig:

@@ -87,12 +87,8 @@ def _device_problems(cfg: BoothConfig) -> Iterator[str]:
                 f"devices.{name}.watchdog_ms: required for a remote_io (its communication "
                 f"watchdog drops the outputs to safe; {WATCHDOG_MS_MIN}-{WATCHDOG_MS_MAX} ms)"
             )
-        if d.kind == "temp_controller" and d.comm_timeout_s is None:
-            yield (
-                f"devices.{name}.comm_timeout_s: required for a temp_controller (it stops "
-                f"its output without the supervisor's heartbeat; "
-                f"{COMM_TIMEOUT_S_MIN:g}-{COMM_TIMEOUT_S_MAX:g} s)"
-            )
+        # A temp_controller's comm_timeout_s is required by its map (config._layers): most
+        # real controllers have no comm-loss timeout, and the I/O watchdog covers those.
         if d.kind == "holder_drive" and d.comm_timeout_s is None:
             yield (
                 f"devices.{name}.comm_timeout_s: required for a holder_drive (it withdraws "

@@ -22,7 +22,7 @@ from booth_ctl.control._packml import HEATING
 from booth_ctl.control._sequencer import Plant, Result, Sequencer
 
 #: reset needs these: it starts heating, purging and moving the holder.
-RESET_NEEDS = (*BASE, "high_limit_ok", "heaters_ok")
+RESET_NEEDS = (*BASE, "high_limit_ok", "heaters_ok", "layers_ok")
 #: start_job needs these; O2 and temperature are waited for in `starting`.
 START_NEEDS = (*BASE, "high_limit_ok", "heaters_ok")
 #: ready (idle and a job would start at once).

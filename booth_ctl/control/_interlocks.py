@@ -159,6 +159,13 @@ def evaluate(
         ),
         "heaters_ok": heaters_ok,
         "o2_ok": o2.ok,
+        # The devices' own safety settings (I/O watchdog, comm-loss timeouts) read back as the
+        # config wants them (drivers: ``layers_ok``, at connect and every minute).
+        "layers_ok": all(
+            is_true(snap, f"{d}.layers_ok", dc.stale_s)
+            for d, dc in cfg.devices.items()
+            if dc.watchdog_ms is not None or dc.comm_timeout_s is not None
+        ),
     }
     kind = cfg.holder.kind
     vacuum = fresh_value(snap, f"{io}.vacuum_kpa", io_s)

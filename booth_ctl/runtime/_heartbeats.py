@@ -21,7 +21,13 @@ HEARTBEAT_KINDS = ("remote_io", "temp_controller", "holder_drive")
 
 
 def heartbeat_devices(cfg: BoothConfig) -> list[str]:
-    return [n for n, d in cfg.devices.items() if d.kind in HEARTBEAT_KINDS]
+    return [
+        n
+        for n, d in cfg.devices.items()
+        if d.kind in HEARTBEAT_KINDS
+        # a controller without a comm-loss timeout has no heartbeat (the I/O watchdog covers it)
+        and (d.kind == "remote_io" or d.comm_timeout_s is not None)
+    ]
 
 
 def heartbeat_period_s(cfg: BoothConfig, name: str) -> float:

@@ -67,6 +67,7 @@ class SimLoop:
             q = Quality.NO_COMM if phys.faults.offline(dev) else Quality.GOOD
             for point, value in bank.snapshot().items():
                 signals[f"{dev}.{point}"] = Reading(value, t, q)
+            signals[f"{dev}.layers_ok"] = Reading(True, t, q)  # the drivers' read-back
         cell = phys.analyzer
         silent = "o2_analyzer_silent" in phys.faults or phys.faults.offline(self.o2_dev)
         if cell.report_seq != self._o2_seq and not silent:

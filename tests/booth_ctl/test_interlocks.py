@@ -23,6 +23,8 @@ TABLE: dict[str, tuple[str, Any, Any]] = {
     "n2_supply_ok": ("io.n2_supply_ok", True, False),
     "high_limit_ok": ("io.high_limit_ok", True, False),
     "io_ok": ("io.watchdog_tripped", False, True),
+    # the module's own watchdog setting read back as the config wants it (reset needs it)
+    "layers_ok": ("io.layers_ok", True, False),
     "holder_ok": ("holder.stall", False, True),
     "part_held": ("io.vacuum_kpa", 60.0, 10.0),
     "flux_level_ok": ("io.flux_level_pct", 80.0, 5.0),

@@ -42,10 +42,11 @@ async def test_a_booth_with_nothing_running_enters_polls_and_leaves(tmp_path: Pa
             assert time.monotonic() - start < 1.0
             assert {r.quality for r in readings.values()} == {Quality.NO_COMM}
         assert set(await dset.devices["o2"].poll()) == {"ppm", "status_ok"}
-        # Every polled point has a reading; a write-only one has none (its readback verifies).
+        # Every polled point has a reading; a write-only one has none (its readback verifies);
+        # the module's own safety settings, read back, are one more (layers_ok).
         polled = {n for n, p in maps["io"].points.items() if p.poll}
         assert polled and polled != set(maps["io"].points)
-        assert set(await dset.devices["io"].poll()) == polled
+        assert set(await dset.devices["io"].poll()) == polled | {"layers_ok"}
 
 
 def test_missing_map_or_setup_point_is_a_config_error() -> None:

@@ -109,8 +109,8 @@ def _port(server: ModbusTcpServer) -> int:
 
 
 async def test_tcp_reads_every_point_and_bit_scaled(pymodbus_server: ModbusTcpServer) -> None:
-    # pv -12.5 C exercises the int16 sign; status 0b1001 = tc_open + running.
-    await pymodbus_server.async_setValues(1, 4, 0, [(-125) & 0xFFFF, 456, 0b1001])
+    # pv -12.5 C exercises the int16 sign; status 0b1000 = running.
+    await pymodbus_server.async_setValues(1, 4, 0, [(-125) & 0xFFFF, 456, 0b1000])
     cfg = tcp_config(_port(pymodbus_server))
     async with open_device("heater1", cfg, TC_MAP) as dev:
         before = time.monotonic()
@@ -120,9 +120,15 @@ async def test_tcp_reads_every_point_and_bit_scaled(pymodbus_server: ModbusTcpSe
     assert all(r.ts >= before for r in readings.values())
     assert readings["pv_c"].value == pytest.approx(-12.5)
     assert readings["output_pct"].value == pytest.approx(45.6)
-    assert readings["tc_open"].value is True
+    assert readings["tc_open"].value is False
     assert readings["running"].value is True
     assert readings["alarm"].value is False
+    # tc_open (0b0001) makes the PV BAD, never a value, whatever the register holds
+    await pymodbus_server.async_setValues(1, 4, 0, [(-125) & 0xFFFF, 456, 0b1001])
+    async with open_device("heater1", cfg, TC_MAP) as dev:
+        readings = await dev.poll()
+    assert readings["tc_open"].value is True
+    assert readings["pv_c"].quality is Quality.BAD and readings["pv_c"].value is None
 
 
 async def test_tcp_write_is_verified_and_setup_written_on_connect(
