@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from booth_ctl.cli._main import EXIT_REFUSED, EXIT_USAGE, main
+from booth_ctl.cli import main
+from booth_ctl.cli._common import EXIT_REFUSED, EXIT_USAGE
 from tests._util import CONFIG_DIR, render_config
 
 Edit = Callable[[dict[str, Any], Path], None]
@@ -65,6 +66,10 @@ def _cut_map(device: str, point: str) -> Edit:
         regmap = tomllib.loads(source.read_text(encoding="utf-8"))
         regmap["points"].pop(point, None)
         regmap.get("bits", {}).pop(point, None)
+        # and the bits read from it, which a map that forgot the point could not have either
+        for name, bit in list(regmap.get("bits", {}).items()):
+            if point in (bit.get("point"), bit.get("written_by")):
+                del regmap["bits"][name]
         cut = tmp_path / f"cut-{device}-{point}.toml"
         cut.write_text(tomli_w.dumps(regmap), encoding="utf-8")
         data["devices"][device]["map"] = str(cut)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from booth_ctl.config._alloys import FluxAgent, SolventClass
-from booth_ctl.config._layers import COMM_LOSS_POINTS, has_comm_loss, layer_problems
+from booth_ctl.config._layers import has_comm_loss, layer_problems, without_comm_loss
 from drivers import DeviceConfig, RegisterMap
 from drivers._booth_file import (
     RULE_SEPARATOR,
@@ -268,7 +268,7 @@ def check_data(data: dict[str, Any], path: Path) -> tuple[LoadedConfig | None, l
         missing = missing_points(name, kind, regmap, "supervisor", cfg.holder.kind)
         if not has_comm_loss(cfg.devices[name], regmap):
             # its comm-loss points are not wanted: the I/O watchdog must cover it (layer_problems)
-            missing = [m for m in missing if not any(f"{p!r}" in m for p in COMM_LOSS_POINTS)]
+            missing = without_comm_loss(missing)
         problems.extend(f"{path}: {line}" for line in missing)
     if not problems:
         problems.extend(f"{path}: {line}" for line in layer_problems(cfg, maps))

@@ -29,6 +29,12 @@ def has_comm_loss(dev: DeviceConfig, regmap: RegisterMap) -> bool:
     return dev.comm_timeout_s is not None or "comm_timeout_s" in regmap.points
 
 
+def without_comm_loss(missing: list[str]) -> list[str]:
+    """``missing_points`` lines less the comm-loss layer's points, for a controller that has
+    none (``has_comm_loss`` false): ``layer_problems`` then asks for the I/O watchdog instead."""
+    return [m for m in missing if not any(repr(p) in m for p in COMM_LOSS_POINTS)]
+
+
 def layer_problems(cfg: BoothConfig, maps: Mapping[str, RegisterMap]) -> list[str]:
     problems = []
     io_cover = [

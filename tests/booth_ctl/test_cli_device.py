@@ -10,7 +10,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from booth_ctl.cli._main import main
+from booth_ctl.cli import main
 from devkit.broker import Broker
 from sim_hw import SimBooth
 from tests._util import render_config, wait_for
