@@ -19,6 +19,7 @@ from ._errors import (
     WriteVerifyError,
 )
 from ._health import Health, aged
+from ._linesched import read_priority, write_priority
 from ._modbus import ModbusLine
 from ._reading import Quality, Reading
 
@@ -163,6 +164,9 @@ class ModbusDevice:
                     address=block.address,
                     count=block.count,
                     timeout_s=self.config.timeout_s,
+                    priority=read_priority(
+                        self.config.kind, block.table, tuple(n for n, _ in block.points)
+                    ),
                 )
             except (DeviceTimeout, ProtocolError):
                 # An exception reply is the device's considered answer and a lost link will not
@@ -208,6 +212,11 @@ class ModbusDevice:
 
     # ------------------------------------------------------------------ write
 
+    def _z_now_mm(self) -> float | None:
+        """The holder's last position read, to tell a withdrawal from a lowering."""
+        r = self._readings.get("z_mm")
+        return None if r is None else _float_or_none(r.value)
+
     async def write(self, point: str, value: float | bool) -> None:
         p = self.regmap.points.get(point)
         if p is None:
@@ -225,6 +234,7 @@ class ModbusDevice:
             address=p.address,
             raw=raw,
             timeout_s=self.config.timeout_s,
+            priority=write_priority(self.config.kind, point, value, self._z_now_mm()),
         )
         if p.command or not p.readback:
             return  # a pulse that clears itself, or a counter the device consumes: the echo is all
@@ -240,6 +250,10 @@ class ModbusDevice:
                 f"{_codec.decode(p, readback)!r} (raw {readback})",
                 address=p.address,
             )
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _quality_of(exc: DeviceError) -> Quality:

@@ -30,6 +30,7 @@ from ._faults import FaultError
 from ._modbus import ModbusResponder, ModbusRtuServer, ModbusTcpServer, Unit
 from ._physics import BoothPhysics
 from ._settings import LoadedSim, load_sim_config
+from ._wire import WireTiming
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class SimBooth:
         offline = self.physics.faults.offline
         tcp: dict[tuple[str, int], dict[int, Unit]] = {}
         rtu: dict[str, dict[int, Unit]] = {}
+        rtu_transports: dict[str, RtuTransport] = {}
         for name, dev in cfg.devices.items():
             tr = dev.transport
             if isinstance(tr, TcpTransport):
@@ -117,6 +119,8 @@ class SimBooth:
                 )
             elif isinstance(tr, RtuTransport):
                 _add_unit(rtu.setdefault(tr.port, {}), tr.unit, Unit(name, self.banks[name]), name)
+                # The units of one line agree on its settings (the drivers refuse otherwise).
+                rtu_transports.setdefault(tr.port, tr)
             elif isinstance(tr, SerialTransport):
                 analyzer = AnalyzerServer(
                     self.loaded.resolve(tr.port), self.physics.analyzer, self._silent_check(name)
@@ -127,8 +131,14 @@ class SimBooth:
                 ModbusTcpServer(host, port, ModbusResponder(units, offline, tcp=True))
             )
         for path, units in rtu.items():
+            line = rtu_transports[path]
             await stack.enter_async_context(
-                ModbusRtuServer(self.loaded.resolve(path), ModbusResponder(units, offline))
+                ModbusRtuServer(
+                    self.loaded.resolve(path),
+                    ModbusResponder(units, offline),
+                    WireTiming(line.baudrate, line.parity, line.stopbits),
+                    turnaround_s=cfg.sim.rtu_turnaround_ms / 1000.0,
+                )
             )
         # Records carry wall-clock times: sim time 0 is now, when the physics starts running.
         self.physics.epoch_s = time.time() - self.physics.t_s
