@@ -78,6 +78,9 @@ class SerialTransport(_Strict):
     type: Literal["serial"]
     port: str
     baudrate: Annotated[int, Field(ge=1200, le=921600)] = 9600
+    #: The analyzer's line protocol (``drivers._o2ascii``): ``generic`` is the ``$O2,...*XX``
+    #: line of docs/hardware.md; ``ox400`` a Yokogawa OX400; ``teledyne3000`` a Teledyne 3000.
+    protocol: Literal["generic", "ox400", "teledyne3000"] = "generic"
 
 
 Transport = Annotated[TcpTransport | RtuTransport | SerialTransport, Field(discriminator="type")]

@@ -95,9 +95,19 @@ class AnalyzerServer:
     (``o2_analyzer_silent``, ``device_offline``).
     """
 
-    def __init__(self, path: Path, cell: AnalyzerCell, silent: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        cell: AnalyzerCell,
+        silent: Callable[[], bool],
+        protocol: str = "generic",
+    ) -> None:
         self.path = path
         self.cell = cell
+        self.protocol = protocol
+        #: OX400: packets flow only between TS and a bare CR; Teledyne: ``st`` toggles the
+        #: status output, which is on at power-up.
+        self._streaming = protocol != "ox400"
         self._silent = silent
         self._pty = PtyLink(path, self._on_data)
         self._buf = bytearray()
@@ -122,10 +132,54 @@ class AnalyzerServer:
         if self.cell.report_seq != self._seq:
             self._seq = self.cell.report_seq
             if not self._silent():
-                self._send(o2_line(self.cell.reported_ppm, self.cell.status))
+                line = self._report_line()
+                if line:
+                    self._send(line)
+
+    def _report_line(self) -> bytes:
+        cell = self.cell
+        if self.protocol == "ox400":
+            if not self._streaming:
+                return b""
+            # IM 11M10B01-01E 6.3: AAAA.AAA,BBB,CCCC,DDDD CR. A cell fault sets an error bit
+            # (which bit is the manual's Table 6.3; bit 0 here, unconfirmed).
+            error = 0x0001 if cell.status == "ERR" else 0
+            return f"{cell.reported_ppm:08.3f},ppm,{error:04X},0000\r".encode("ascii")
+        if self.protocol == "teledyne3000":
+            # 3.3.2.3: nothing is sent while zeroing or spanning; else the status line.
+            if not self._streaming or cell.status == "CAL":
+                return b""
+            if cell.status == "ERR":
+                return b""  # unconfirmed: a faulted cell is taken to fall silent
+            return f"ST, {cell.reported_ppm:.2f} PPM, RA-LO 0-1000 PPM,\r\n".encode("ascii")
+        return o2_line(cell.reported_ppm, cell.status)
+
+    def _on_command_line(self, line: bytes) -> None:
+        """OX400 and Teledyne: bare commands ended by CR, never answered on the line."""
+        word = line.strip().lower()
+        if self.protocol == "ox400":
+            if word == b"ts":
+                self._streaming = True
+            elif word == b"":
+                self._streaming = False
+            return
+        if word == b"az":
+            self.cell.start_zero()
+        elif word == b"st":
+            self._streaming = not self._streaming
+        # "as" (autospan) needs span gas, which the booth has not: ignored.
 
     def _on_data(self, data: bytes) -> None:
         self._buf += data
+        if self.protocol != "generic":
+            while (end := self._buf.find(b"\r")) >= 0:
+                line = bytes(self._buf[:end]).replace(b"\n", b"")
+                del self._buf[: end + 1]
+                if not self._silent():
+                    self._on_command_line(line)
+            if len(self._buf) > MAX_LINE:
+                self._buf.clear()
+            return
         while True:
             end = self._buf.find(b"\n")
             if end < 0:

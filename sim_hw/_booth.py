@@ -123,7 +123,10 @@ class SimBooth:
                 rtu_transports.setdefault(tr.port, tr)
             elif isinstance(tr, SerialTransport):
                 analyzer = AnalyzerServer(
-                    self.loaded.resolve(tr.port), self.physics.analyzer, self._silent_check(name)
+                    self.loaded.resolve(tr.port),
+                    self.physics.analyzer,
+                    self._silent_check(name),
+                    tr.protocol,
                 )
                 self._analyzers.append(await stack.enter_async_context(analyzer))
         for (host, port), units in tcp.items():
