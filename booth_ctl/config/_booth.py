@@ -27,6 +27,8 @@ from drivers._config import (
     WATCHDOG_MS_MIN,
 )
 
+from ._lines import line_problems
+
 #: Claim 29: the solder is never transferred above this, whatever a recipe says.
 O2_ABSOLUTE_MAX_PPM = 10_000.0
 
@@ -304,6 +306,7 @@ def config_from_dict(data: dict[str, Any], path: Path) -> LoadedConfig:
             problems.append(f"devices.{name}.map: {exc}")
             continue
         problems.extend(_safety_point_problems(name, dev.kind, maps[name]))
+    problems.extend(line_problems(cfg.devices, maps))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return LoadedConfig(path, cfg, maps)
