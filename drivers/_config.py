@@ -208,8 +208,9 @@ class DeviceConfig(_Strict):
             raise ValueError(f"a Modbus device ({self.kind}) needs a 'map'")
         if not modbus and self.kind != "o2_analyzer":
             raise ValueError(f"a {self.kind} speaks Modbus: transport must be 'tcp' or 'rtu'")
-        if self.kind == "o2_analyzer" and self.transport.type != "serial":
-            raise ValueError("the o2_analyzer speaks ASCII over a serial line: transport 'serial'")
+        # An o2_analyzer speaks ASCII on a serial line, or Modbus (RTU or TCP) by its map.
+        if self.kind == "o2_analyzer" and self.transport.type == "serial" and self.map is not None:
+            raise ValueError("an o2_analyzer on an ASCII serial line has no register 'map'")
         return self
 
     @property

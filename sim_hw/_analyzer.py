@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ._atmosphere import AnalyzerCell
+from ._banks import RegisterBank
 from ._pty import PtyLink
 
 log = logging.getLogger(__name__)
@@ -198,3 +199,37 @@ class AnalyzerServer:
             answer = handle_command(body, self.cell)
             log.info("analyzer: %s -> %s", body, answer)
             self._send(frame(answer))
+
+
+#: The Modbus analyzer's ceiling (config/maps/o2-modbus-generic.toml: 1 ppm per count).
+MODBUS_PPM_MAX = 65535
+
+
+class ModbusAnalyzer:
+    """The analyzer cell behind a Modbus register map (``o2-modbus-generic``): each report of the
+    cell updates the registers and the measurement counter; a write of the ``zero`` coil starts
+    an auto-zero. Its silence (``o2_analyzer_silent``) is the line's: the server does not answer.
+    """
+
+    def __init__(self, bank: RegisterBank, cell: AnalyzerCell) -> None:
+        self.bank = bank
+        self.cell = cell
+        self._seq = -1
+        bank.hook_write("zero", self._zero)
+
+    def _zero(self, _address: int, raw: int) -> int:
+        if raw:
+            self.cell.start_zero()
+        return 0  # a command coil: it reads back 0
+
+    def after_step(self) -> None:
+        cell = self.cell
+        if cell.report_seq == self._seq:
+            return
+        self._seq = cell.report_seq
+        over = cell.reported_ppm > MODBUS_PPM_MAX
+        self.bank.set("ppm", min(round(cell.reported_ppm), MODBUS_PPM_MAX))
+        self.bank.set("status_ok", cell.status == "OK" and not over)
+        self.bank.set("calibrating", cell.status == "CAL")
+        self.bank.set("over_range", over)
+        self.bank.set("sample_seq", cell.report_seq & 0xFFFF)

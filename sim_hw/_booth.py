@@ -23,7 +23,7 @@ from typing import Any
 
 from drivers import ConfigError, RtuTransport, SerialTransport, TcpTransport
 
-from ._analyzer import AnalyzerServer
+from ._analyzer import AnalyzerServer, ModbusAnalyzer
 from ._banks import RegisterBank
 from ._control import ControlServer
 from ._faults import FaultError
@@ -49,7 +49,7 @@ class SimBooth:
         self._with_control = control_socket
         self._stack: AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
-        self._analyzers: list[AnalyzerServer] = []
+        self._analyzers: list[AnalyzerServer | ModbusAnalyzer] = []
         #: Physics steps taken so far (a test can wait for the next one).
         self.steps = 0
 
@@ -104,7 +104,21 @@ class SimBooth:
             # First, so that a second simulator on the same config is refused before it
             # touches the first one's links.
             await stack.enter_async_context(ControlServer(self.control_socket, self._control))
-        offline = self.physics.faults.offline
+        faults = self.physics.faults
+        o2_modbus = {
+            n
+            for n, d in cfg.devices.items()
+            if d.kind == "o2_analyzer" and not isinstance(d.transport, SerialTransport)
+        }
+
+        def offline(device: str) -> bool:
+            # A Modbus analyzer that falls silent does not answer on its line.
+            return faults.offline(device) or (
+                device in o2_modbus and "o2_analyzer_silent" in faults
+            )
+
+        for name in sorted(o2_modbus):
+            self._analyzers.append(ModbusAnalyzer(self.banks[name], self.physics.analyzer))
         tcp: dict[tuple[str, int], dict[int, Unit]] = {}
         rtu: dict[str, dict[int, Unit]] = {}
         rtu_transports: dict[str, RtuTransport] = {}
