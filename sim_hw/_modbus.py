@@ -211,11 +211,15 @@ class ModbusRtuServer:
         timing: WireTiming | None = None,
         *,
         turnaround_s: float = DEFAULT_TURNAROUND_S,
+        adapter_latency_s: float = 0.0,
     ) -> None:
         self.path = path
         self.responder = responder
         self.timing = timing or WireTiming(19200)
         self.turnaround_s = turnaround_s
+        #: A USB-serial adapter's latency timer (an FTDI's is 16 ms by default): a short reply
+        #: reaches the host only when the timer expires after its last byte, all at once.
+        self.adapter_latency_s = adapter_latency_s
         self.clock = WireClock(self.timing)
         #: Requests lost to the silence rules, and requests not making one whole valid frame.
         self.frames_lost = 0
@@ -305,6 +309,15 @@ class ModbusRtuServer:
         """One character time per byte; the pty gets each byte once it has fully left."""
         clock, timing = self.clock, self.timing
         clock.tx_busy = True
+        if self.adapter_latency_s > 0:
+            try:
+                await asyncio.sleep(timing.frame_s(len(reply)))
+            finally:
+                clock.tx_busy = False
+                clock.quiet_since_s = time.monotonic()
+            await asyncio.sleep(self.adapter_latency_s)
+            self._pty.write(reply)
+            return
         try:
             start_s = time.monotonic()
             sent = 0
