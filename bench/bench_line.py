@@ -124,6 +124,8 @@ async def poll_rounds(rounds: int, tmp: Path, latency_s: float = 0.0) -> dict[st
 
 
 def four_on_one_line(data: dict[str, Any]) -> None:
+    """Four controllers on the line at 3 Hz (load ~60 %); stale_s 1.0 s, as the config check
+    derives it: a round of four units (0.23 s) plus one silent unit (0.08 s x 2 tries), twice."""
     for name in ("heater1", "heater2"):
         data["devices"][name].update(poll_hz=3.0, stale_s=1.0)
     for n in (3, 4):

@@ -57,11 +57,15 @@ def machine() -> str:
 
 
 async def in_process(
-    labels: list[str], phases: list[str], slow_s: float, dead_phases: list[str]
+    labels: list[str],
+    phases: list[str],
+    slow_s: float,
+    dead_phases: list[str],
+    template: str = "booth-sim.toml",
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory() as tmp:
-        async with Rig(fault_config(Path(tmp))) as rig:
+        async with Rig(fault_config(Path(tmp), template=template)) as rig:
             for label in labels:
                 for phase in phases:
                     if label == "heater_dead" and phase not in dead_phases:
@@ -151,6 +155,11 @@ def main() -> int:
         help="phases for heater_dead, which takes minutes of booth time in any phase",
     )
     ap.add_argument("--no-process", action="store_true", help="skip the process-level rows")
+    ap.add_argument(
+        "--config",
+        default="booth-sim.toml",
+        help="shipped config to run on (booth-sim-line.toml: two vessels on one RS-485 line)",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "safety.md"))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -160,7 +169,7 @@ def main() -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     dead = [x for x in args.heater_dead_phases.split(",") if x]
-    outcomes = asyncio.run(in_process(labels, phases, args.slow_s, dead))
+    outcomes = asyncio.run(in_process(labels, phases, args.slow_s, dead, args.config))
     procs: list[ProcessOutcome] = []
     if not args.no_process:
         with tempfile.TemporaryDirectory() as tmp:

@@ -31,6 +31,8 @@ from enum import IntEnum
 FIXED_SILENCE_ABOVE_BAUD = 19200
 FIXED_SILENCE_S = 0.00175
 SILENCE_CHARS = 3.5
+#: Added to every wait for the silence, so that one sleep is usually enough.
+SLEEP_MARGIN_S = 0.0002
 #: The weight of the newest exchange in the measured mean exchange time.
 EXCHANGE_EWMA_ALPHA = 0.1
 
@@ -52,6 +54,15 @@ def silence_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
     if baudrate > FIXED_SILENCE_ABOVE_BAUD:
         return FIXED_SILENCE_S
     return SILENCE_CHARS * char_s(baudrate, parity, stopbits)
+
+
+async def _sleep_until(deadline_s: float) -> None:
+    """Until ``time.monotonic()`` reaches the deadline, whatever the loop's timers do."""
+    while True:
+        wait_s = deadline_s - time.monotonic()
+        if wait_s <= 0:
+            return
+        await asyncio.sleep(wait_s + SLEEP_MARGIN_S)
 
 
 class LineScheduler:
@@ -80,9 +91,10 @@ class LineScheduler:
         await self._acquire(priority)
         started_s = time.monotonic()
         try:
-            wait_s = self._quiet_at_s - started_s
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)
+            # Checked against the clock, not trusted to one sleep: an event loop's timers may
+            # fire early by up to a millisecond (uvloop's have millisecond resolution and a
+            # cached "now"), which is most of the 1.75 ms silence.
+            await _sleep_until(self._quiet_at_s)
             yield
         finally:
             ended_s = time.monotonic()

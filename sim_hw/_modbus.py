@@ -266,7 +266,9 @@ class ModbusRtuServer:
             self._wake.clear()
             if not kept:
                 self.frames_lost += 1
-                log.debug("%s: %d-byte frame broke the silence rules: lost", self.path, len(data))
+                log.debug(
+                    "%s: %d-byte frame lost: %s", self.path, len(data), self.clock.broken_reason
+                )
                 continue
             reply = await self._answer(data)
             if reply is None:
@@ -275,6 +277,7 @@ class ModbusRtuServer:
             if self.clock.rx_pending:
                 # The master gave up and is sending again: our reply would collide with it.
                 self.frames_lost += 1
+                self.clock.broken_reason = "the master sent again during the turnaround"
                 continue
             # Half duplex: the master reads a reply before its next request, so anything it
             # has not read yet answers a request it gave up on.
@@ -318,13 +321,16 @@ class ModbusRtuServer:
             await asyncio.sleep(self.adapter_latency_s)
             self._pty.write(reply)
             return
+        start_s = last_write_s = time.monotonic()
         try:
-            start_s = time.monotonic()
             sent = 0
             while sent < len(reply):
                 now_s = time.monotonic()
                 due = min(len(reply), timing.bytes_due(start_s, now_s))
                 if due > sent:
+                    # Stamped before the write: the master may read the bytes (on another
+                    # core) before this process runs again, so the silence counts from here.
+                    last_write_s = now_s
                     self._pty.write(reply[sent:due])
                     sent = due
                 if sent < len(reply):
@@ -332,4 +338,4 @@ class ModbusRtuServer:
                     await asyncio.sleep(max(next_s - now_s, PACE_TICK_S))
         finally:
             clock.tx_busy = False
-            clock.quiet_since_s = time.monotonic()
+            clock.quiet_since_s = last_write_s

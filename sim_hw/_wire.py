@@ -94,6 +94,8 @@ class WireClock:
         self.tx_busy = False
         self.rx_pending = False
         self.rx_broken = False
+        #: Why the last lost frame was lost (for the log and the tests).
+        self.broken_reason = ""
 
     def receive(self, n_bytes: int, now_s: float) -> None:
         """``n_bytes`` from the master reached us at ``now_s``."""
@@ -106,10 +108,18 @@ class WireClock:
             # A gap inside a frame longer than 1.5 characters (and not yet 3.5 after its end,
             # else the frame would have been taken): the frame is broken.
             self.rx_broken = True
+            self.broken_reason = f"gap of {1000 * (now_s - self.rx_end_s):.2f} ms inside a frame"
             self.rx_end_s = now_s + t.frame_s(n_bytes)
             return
         self.rx_pending = True
         self.rx_broken = self.tx_busy or now_s < self.quiet_since_s + t.silence_s
+        if self.tx_busy:
+            self.broken_reason = "started while a unit was sending"
+        elif self.rx_broken:
+            self.broken_reason = (
+                f"started {1000 * (now_s - self.quiet_since_s):.2f} ms after the last frame "
+                f"(silence {1000 * t.silence_s:.2f} ms)"
+            )
         self.rx_end_s = now_s + t.frame_s(n_bytes)
 
     def frame_due_s(self) -> float:

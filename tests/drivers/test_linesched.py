@@ -110,3 +110,26 @@ def test_priorities_by_kind_and_point() -> None:
     assert write_priority("holder_drive", "z_target_mm", 0.0, 80.0) is Priority.SAFE_WRITE
     assert write_priority("holder_drive", "z_target_mm", 90.0, 80.0) is Priority.WRITE
     assert write_priority("holder_drive", "z_target_mm", 0.0, None) is Priority.WRITE
+
+
+async def test_the_silence_is_kept_when_the_loop_wakes_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop's timers have millisecond resolution and may fire early: a sleep of 1.8 ms can
+    return after 0.8 ms. The scheduler checks the clock, not the sleep."""
+    real_sleep = asyncio.sleep
+
+    async def early(delay: float) -> None:
+        await real_sleep(max(0.0, delay - 0.001))
+
+    monkeypatch.setattr("drivers._linesched.asyncio.sleep", early)
+    quiet_s = silence_s(19200)
+    line = LineScheduler("rtu:test", quiet_s)
+    ends: list[float] = []
+    starts: list[float] = []
+    for _ in range(5):
+        async with line.turn(Priority.READ):
+            starts.append(time.monotonic())
+            ends.append(time.monotonic())  # the exchange ends no earlier than this
+    for end, start in zip(ends, starts[1:], strict=False):
+        assert start - end >= quiet_s

@@ -35,7 +35,11 @@ SETPOINT_C = 250.0
 BAND_C = 10.0
 
 
-def fault_config(tmp_path: Path, extra: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def fault_config(
+    tmp_path: Path,
+    extra: Callable[[dict[str, Any]], None] | None = None,
+    template: str = "booth-sim.toml",
+) -> Path:
     """The shipped simulator config with a small enclosure and quick station moves.
 
     A 0.5 L enclosure purges in a second after the door was open (3 volumes of N2 at 110 L/min), so
@@ -49,7 +53,7 @@ def fault_config(tmp_path: Path, extra: Callable[[dict[str, Any]], None] | None 
         if extra is not None:
             extra(data)
 
-    return render_config(tmp_path, overrides=edit)
+    return render_config(tmp_path, template, overrides=edit)
 
 
 def fault_recipe(loaded: LoadedConfig) -> Recipe:
