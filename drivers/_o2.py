@@ -224,6 +224,9 @@ class O2Analyzer:
             except TimeoutError:
                 if _port_identity(self.port) != port_id:
                     return f"{self.port} replaced or gone"
+                if self.protocol == "ox400" and self._writer is not None:
+                    # An OX400 that restarted waits for TS again (IM 11M10B01-01E 6.3).
+                    self._writer.write(_o2ascii.OX400_START)
                 continue
             except OSError as exc:
                 return f"{self.port}: {exc}"

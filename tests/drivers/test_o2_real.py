@@ -160,3 +160,31 @@ async def test_a_reading_is_stamped_when_its_first_byte_arrives(tmp_path: Path) 
     finally:
         os.close(master)
         os.close(slave)
+
+
+async def test_an_ox400_that_restarted_is_asked_again(tmp_path: Path) -> None:
+    """After a power cycle the OX400 sends nothing until TS: the driver asks again on silence."""
+    cell = AnalyzerCell(150.0, 100, 200, 1.0)
+    path = tmp_path / "o2"
+    async with AnalyzerServer(path, cell, lambda: False, "ox400") as server:
+        stop = asyncio.Event()
+        stepper = asyncio.create_task(_run_cell(cell, server, stop))
+        dev = open_device("o2", _config(path, "ox400", 38400))
+        assert isinstance(dev, O2Analyzer)
+        try:
+            async with dev:
+
+                async def good() -> bool:
+                    return (await dev.poll())["ppm"].quality is Quality.GOOD
+
+                await wait_for(good, timeout_s=5.0, what="ox400 GOOD")
+                server._streaming = False  # the analyzer restarted: silent until TS
+
+                async def stale() -> bool:
+                    return (await dev.poll())["ppm"].quality is Quality.STALE
+
+                await wait_for(stale, timeout_s=3.0, what="ox400 STALE after a restart")
+                await wait_for(good, timeout_s=5.0, what="ox400 GOOD again after TS")
+        finally:
+            stop.set()
+            await stepper
