@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import statistics
 import sys
@@ -152,14 +153,22 @@ async def trips(stack: BoothStack, tries: int, idle_seconds: float) -> dict[str,
         await w.wait(w.devices_up, UP_TIMEOUT_S, "the supervisor and its devices")
 
         async def to_idle() -> None:
+            """As an operator would: acknowledge, clear an abort, reset, until idle."""
             deadline = time.monotonic() + IDLE_TIMEOUT_S
-            while w.status.get("state") != "idle":
-                await w.command("reset")
-                try:
-                    await w.wait(lambda: w.status.get("state") == "idle", 10.0, "idle")
-                except TimeoutError:
-                    if time.monotonic() > deadline:
-                        raise
+            while (state := w.status.get("state")) != "idle":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no idle within {IDLE_TIMEOUT_S} s: {w.status}")
+                if state == "aborted":
+                    await w.command("ack_alarm", {"alarm_id": "all"})
+                    await w.command("clear")
+                elif state in ("stopped", "complete"):
+                    await w.command("reset")
+
+                def moved(before: Any = state) -> bool:
+                    return w.status.get("state") != before
+
+                with contextlib.suppress(TimeoutError):
+                    await w.wait(moved, 5.0, "a state change")
 
         await to_idle()
         await asyncio.sleep(2.0)
