@@ -14,6 +14,8 @@ import pytest
 from pymodbus.framer import FramerRTU
 
 from drivers import DeviceConfig, Quality, load_register_map, open_device
+from drivers._config import RegisterMap, RtuTransport
+from drivers._linesched import Priority
 from drivers._modbus import ModbusLine
 from sim_hw._banks import RegisterBank
 from sim_hw._modbus import ModbusResponder, ModbusRtuServer, Unit
@@ -225,3 +227,62 @@ async def test_four_units_one_offline_the_others_stay_fresh(tmp_path: Path) -> N
         finally:
             for line_ in lines.values():
                 await line_.aclose()
+
+
+async def test_a_safety_read_is_not_starved_by_long_block_reads(tmp_path: Path) -> None:
+    """On a 9600 baud line, three tasks keep 100-register block reads queued (each ~0.23 s on
+    the wire); a PV read waits for the one block on the wire, never for the queue behind it."""
+    big = RegisterMap.model_validate(
+        {
+            "name": "big",
+            "points": {
+                **{f"r{i}": {"table": "holding", "address": i} for i in range(100)},
+                "pv_c": {"table": "input", "address": 0},
+            },
+        }
+    )
+    t = WireTiming(9600)
+    block_s = t.exchange_s(8, 5 + 200, TURNAROUND_S)
+    path = tmp_path / "rs485"
+    bank = RegisterBank("big", big)
+    responder = ModbusResponder({1: Unit("big", bank)}, lambda d: False)
+    async with ModbusRtuServer(path, responder, t, turnaround_s=TURNAROUND_S):
+        line = ModbusLine(RtuTransport(type="rtu", port=str(path), baudrate=9600, unit=1))
+        stop = asyncio.Event()
+
+        async def blocks() -> None:
+            while not stop.is_set():
+                await line.read(
+                    "big",
+                    1,
+                    table="holding",
+                    address=0,
+                    count=100,
+                    timeout_s=1.0,
+                    priority=Priority.READ,
+                )
+
+        hogs = [asyncio.create_task(blocks()) for _ in range(3)]
+        waits: list[float] = []
+        try:
+            await asyncio.sleep(0.3)  # the queue is full of blocks
+            for _ in range(4):
+                t0 = time.monotonic()
+                await line.read(
+                    "big",
+                    1,
+                    table="input",
+                    address=0,
+                    count=1,
+                    timeout_s=1.0,
+                    priority=Priority.SAFETY_READ,
+                )
+                waits.append(time.monotonic() - t0)
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.gather(*hogs)
+            await line.aclose()
+    # One block on the wire at most, plus the PV exchange itself, plus scheduling slack; in
+    # arrival order it would wait for up to three blocks (~0.7 s).
+    assert max(waits) < block_s + 0.1 + LATE_TOLERANCE_S, (waits, block_s)
