@@ -169,6 +169,11 @@ def main() -> int:
         help="phases for heater_dead, which takes minutes of booth time in any phase",
     )
     ap.add_argument("--no-process", action="store_true", help="skip the process-level rows")
+    ap.add_argument(
+        "--config",
+        default="booth-sim.toml",
+        help="shipped config to run on (booth-sim-line.toml: two vessels on one RS-485 line)",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "safety.md"))
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument(

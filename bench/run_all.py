@@ -59,6 +59,11 @@ PLAN: dict[str, tuple[str, list[str], list[str]]] = {
         ["--minutes", "2", "--restart-every-s", "30", "--kill-every-s", "50", "--warmup-s", "20"],
     ),
     "fleet": ("Fleet: booths on one broker, MES round trip", [], ["--booths", "5"]),
+    "bench_line": (
+        "Shared RS-485 line: poll round vs wire time, heater off after tc_open, idle CPU",
+        [],
+        ["--rounds", "50", "--tries", "4", "--idle-seconds", "5"],
+    ),
 }
 #: No script runs longer than this (the soak's 10 minutes plus its start and drain fit).
 SCRIPT_TIMEOUT_S = 3 * 3600

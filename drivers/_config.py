@@ -78,6 +78,9 @@ class SerialTransport(_Strict):
     type: Literal["serial"]
     port: str
     baudrate: Annotated[int, Field(ge=1200, le=921600)] = 9600
+    #: The analyzer's line protocol (``drivers._o2ascii``): ``generic`` is the ``$O2,...*XX``
+    #: line of docs/hardware.md; ``ox400`` a Yokogawa OX400; ``teledyne3000`` a Teledyne 3000.
+    protocol: Literal["generic", "ox400", "teledyne3000"] = "generic"
 
 
 Transport = Annotated[TcpTransport | RtuTransport | SerialTransport, Field(discriminator="type")]
@@ -144,8 +147,9 @@ class DeviceConfig(_Strict):
             raise ValueError(f"a Modbus device ({self.kind}) needs a 'map'")
         if not modbus and self.kind != "o2_analyzer":
             raise ValueError(f"a {self.kind} speaks Modbus: transport must be 'tcp' or 'rtu'")
-        if self.kind == "o2_analyzer" and self.transport.type != "serial":
-            raise ValueError("the o2_analyzer speaks ASCII over a serial line: transport 'serial'")
+        # An o2_analyzer speaks ASCII on a serial line, or Modbus (RTU or TCP) by its map.
+        if self.kind == "o2_analyzer" and self.transport.type == "serial" and self.map is not None:
+            raise ValueError("an o2_analyzer on an ASCII serial line has no register 'map'")
         return self
 
     @property

@@ -29,9 +29,7 @@ def open_device(
     it the device has a link of its own and closes it on exit.
     """
     transport = config.transport
-    if config.kind == "o2_analyzer":
-        if not isinstance(transport, SerialTransport):
-            raise ConfigError(f"devices.{name}: the o2_analyzer needs a serial transport")
+    if config.kind == "o2_analyzer" and isinstance(transport, SerialTransport):
         return O2Analyzer(name, config)
     if not isinstance(transport, TcpTransport | RtuTransport):
         raise ConfigError(f"devices.{name}: a {config.kind} needs a Modbus transport")

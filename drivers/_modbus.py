@@ -42,6 +42,7 @@ from ._errors import (
     ModbusExceptionReply,
     ProtocolError,
 )
+from ._linesched import LineScheduler, Priority, silence_s
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
 def line_key(transport: TcpTransport | RtuTransport) -> str:
-    """Devices with the same key share one client and one lock."""
+    """Devices with the same key share one client and one scheduler."""
     if isinstance(transport, TcpTransport):
         return f"tcp://{transport.host}:{transport.port}"
     return f"rtu:{transport.port}"
@@ -85,14 +86,20 @@ def _port_identity(path: str) -> tuple[int, int, int] | None:
 
 
 class ModbusLine:
-    """A Modbus link: one pymodbus client and one lock, opened lazily, reopened with backoff."""
+    """A Modbus link: one pymodbus client and one scheduler, opened lazily, reopened with
+    backoff."""
 
     def __init__(self, transport: TcpTransport | RtuTransport) -> None:
         self.transport = transport
         self.key = line_key(transport)
-        #: One request at a time on the link: RS-485 is half duplex, and one TCP connection to a
-        #: gateway serves its units in turn.
-        self.lock = asyncio.Lock()
+        #: One request at a time on the link, by priority: RS-485 is half duplex, and one TCP
+        #: connection to a gateway serves its units in turn (``drivers._linesched``).
+        quiet_s = (
+            silence_s(transport.baudrate, transport.parity, transport.stopbits)
+            if isinstance(transport, RtuTransport)
+            else 0.0
+        )
+        self.scheduler = LineScheduler(self.key, quiet_s)
         #: Rises by one on every successful (re)connect: devices re-send their set-up after it.
         self.generation = 0
         self._client: Client | None = None
@@ -120,7 +127,15 @@ class ModbusLine:
     # ------------------------------------------------------------------ requests
 
     async def read(
-        self, device: str, unit: int, *, table: Table, address: int, count: int, timeout_s: float
+        self,
+        device: str,
+        unit: int,
+        *,
+        table: Table,
+        address: int,
+        count: int,
+        timeout_s: float,
+        priority: Priority = Priority.READ,
     ) -> list[int]:
         """Registers (0..65535) or bits (0/1) of one block; one attempt, typed errors."""
         fc = FC_READ[table]
@@ -134,7 +149,7 @@ class ModbusLine:
                 return c.read_holding_registers(address, count=count, device_id=unit)
             return c.read_input_registers(address, count=count, device_id=unit)
 
-        pdu = await self._execute(device, address, timeout_s, call)
+        pdu = await self._execute(device, address, timeout_s, call, priority)
         _check_function(device, address, pdu, fc)
         if table in ("coil", "discrete"):
             bits = list(pdu.bits)
@@ -157,7 +172,15 @@ class ModbusLine:
         return [int(r) & 0xFFFF for r in registers]
 
     async def write(
-        self, device: str, unit: int, *, table: Table, address: int, raw: int, timeout_s: float
+        self,
+        device: str,
+        unit: int,
+        *,
+        table: Table,
+        address: int,
+        raw: int,
+        timeout_s: float,
+        priority: Priority = Priority.WRITE,
     ) -> None:
         """One write (coil or holding register), one attempt: a write is never repeated blindly."""
         if table == "coil":
@@ -172,7 +195,7 @@ class ModbusLine:
                 return c.write_register(address, raw, device_id=unit)
         else:
             raise ProtocolError(device, f"a {table} cannot be written", address=address)
-        pdu = await self._execute(device, address, timeout_s, call)
+        pdu = await self._execute(device, address, timeout_s, call, priority)
         _check_function(device, address, pdu, fc)
         values = pdu.bits if table == "coil" else pdu.registers
         echoed = int(values[0]) if values else None
@@ -189,8 +212,9 @@ class ModbusLine:
         address: int,
         timeout_s: float,
         call: Callable[[Client], Awaitable[ModbusPDU]],
+        priority: Priority,
     ) -> ModbusPDU:
-        async with self.lock:
+        async with self.scheduler.turn(priority):
             client = await self._connected_client(device, timeout_s)
             self._rx_seen = False
             try:

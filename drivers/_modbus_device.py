@@ -23,6 +23,7 @@ from ._errors import (
     WriteVerifyError,
 )
 from ._health import Health, aged
+from ._linesched import Priority, read_priority, write_priority
 from ._modbus import ModbusLine
 from ._plausible import implausible
 from ._reading import Quality, Reading
@@ -200,6 +201,9 @@ class ModbusDevice(ConnectSide):
                     address=block.address,
                     count=block.count,
                     timeout_s=self.config.timeout_s,
+                    priority=read_priority(
+                        self.config.kind, block.table, tuple(n for n, _ in block.points)
+                    ),
                 )
             except (DeviceTimeout, ProtocolError):
                 # An exception reply is the device's considered answer and a lost link will not
@@ -265,6 +269,11 @@ class ModbusDevice(ConnectSide):
 
     # ------------------------------------------------------------------ write
 
+    def _z_now_mm(self) -> float | None:
+        """The holder's last position read, to tell a withdrawal from a lowering."""
+        r = self._readings.get("z_mm")
+        return None if r is None else _float_or_none(r.value)
+
     async def write(self, point: str, value: float | bool) -> None:
         p = self.regmap.points.get(point)
         if p is None:
@@ -286,7 +295,8 @@ class ModbusDevice(ConnectSide):
         except _codec.OutOfRange as exc:
             raise WriteRefusedError(self.name, str(exc), address=p.address) from exc
         try:
-            await self._send(p, raw)
+            priority = write_priority(self.config.kind, point, value, self._z_now_mm())
+            await self._send(p, raw, priority)
         except ModbusExceptionReply as exc:
             raise self._tripped(exc) from exc
         if p.command or p.readback is False:
@@ -371,7 +381,7 @@ class ModbusDevice(ConnectSide):
             address=self.regmap.points[point].address,
         )
 
-    async def _send(self, p: Point, raw: int) -> None:
+    async def _send(self, p: Point, raw: int, priority: Priority) -> None:
         if not p.multiple:
             await self._line.write(
                 self.name,
@@ -380,6 +390,7 @@ class ModbusDevice(ConnectSide):
                 address=p.wire_address,
                 raw=raw,
                 timeout_s=self.config.timeout_s,
+                priority=priority,
             )
             return
         words = [raw] if p.is_bit else _codec.raw_to_words(p, raw)
@@ -390,6 +401,7 @@ class ModbusDevice(ConnectSide):
             p=p,
             values=words,
             timeout_s=self.config.timeout_s,
+            priority=priority,
         )
 
 
@@ -398,6 +410,10 @@ def _shown(p: Point, raw: int) -> str:
         return repr(_codec.decode(p, raw))
     except _codec.BadValue:
         return "an unknown code"
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _quality_of(exc: DeviceError) -> Quality:

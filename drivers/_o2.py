@@ -17,7 +17,7 @@ from typing import Any, Self
 import serial
 import serial_asyncio_fast
 
-from . import _o2proto
+from . import _o2ascii, _o2proto
 from ._config import DeviceConfig, SerialTransport
 from ._errors import (
     ConfigError,
@@ -64,6 +64,7 @@ class O2Analyzer:
         self.config = config
         self.port = config.transport.port
         self.baudrate = config.transport.baudrate
+        self.protocol = config.transport.protocol
         #: Lines received that failed framing, checksum or content.
         self.bad_lines = 0
         self.good_lines = 0
@@ -109,6 +110,9 @@ class O2Analyzer:
 
     async def write(self, point: str, value: float | bool) -> None:
         command = COMMANDS.get(point)
+        if command is not None and self.protocol != "generic":
+            await self._write_unacknowledged(point, value)
+            return
         if command is None:
             raise WriteRefusedError(
                 self.name, f"no writable point {point!r} (only {', '.join(COMMANDS)})"
@@ -135,6 +139,20 @@ class O2Analyzer:
         if not reply.accepted:
             raise ProtocolError(self.name, f"analyzer refused {command}: {reply.reason or 'NAK'}")
 
+    async def _write_unacknowledged(self, point: str, value: float | bool) -> None:
+        """A real analyzer's command: sent, never acknowledged on the line (its manual says so);
+        its effect shows in the readings (a Teledyne reports the CAL range while zeroing)."""
+        if value is not True and value != 1:
+            raise WriteRefusedError(self.name, f"{point} is a command: write True to send it")
+        if self.protocol != "teledyne3000":
+            raise WriteRefusedError(
+                self.name, f"{point}: the {self.protocol} analyzer has no such command on its line"
+            )
+        writer = self._writer
+        if writer is None:
+            raise DeviceDisconnected(self.name, f"{self.port} is not open")
+        writer.write(_o2ascii.TELEDYNE_AUTOZERO)
+
     # ------------------------------------------------------------------ reader task
 
     async def _run(self) -> None:
@@ -149,6 +167,9 @@ class O2Analyzer:
                 continue
             backoff_s = BACKOFF_MIN_S
             self._writer = writer
+            if self.protocol == "ox400":
+                # The OX400 sends its packets only after TS (IM 11M10B01-01E 6.3).
+                writer.write(_o2ascii.OX400_START)
             try:
                 reason = await self._read_lines(reader, port_id)
             except Exception as exc:
@@ -193,6 +214,9 @@ class O2Analyzer:
         """Read until the port fails or is replaced; the reason is returned."""
         silence_s = max(2 * self.config.stale_s, SILENCE_CHECK_MIN_S)
         buf = b""
+        #: When the first byte of the line in ``buf`` arrived: a reading is stamped then, not
+        #: when its last byte came (a 40-byte line at 2400 baud takes 0.17 s on the wire).
+        buf_ts = time.monotonic()
         while True:
             try:
                 async with asyncio.timeout(silence_s):
@@ -200,24 +224,45 @@ class O2Analyzer:
             except TimeoutError:
                 if _port_identity(self.port) != port_id:
                     return f"{self.port} replaced or gone"
+                if self.protocol == "ox400" and self._writer is not None:
+                    # An OX400 that restarted waits for TS again (IM 11M10B01-01E 6.3).
+                    self._writer.write(_o2ascii.OX400_START)
                 continue
             except OSError as exc:
                 return f"{self.port}: {exc}"
             if not chunk:
                 return f"{self.port}: end of file"
+            chunk_ts = time.monotonic()
+            if not buf:
+                buf_ts = chunk_ts
             buf += chunk
-            *lines, buf = buf.split(b"\n")
+            *lines, buf = self._split(buf)
             if len(buf) > _o2proto.MAX_LINE_BYTES:
                 lines.append(buf)
                 buf = b""
-            for line in lines:
+            for i, line in enumerate(lines):
                 if line.strip(b"\r"):
-                    self._on_line(line)
+                    # The first line began in an earlier chunk; the others in this one.
+                    self._on_line(line, buf_ts if i == 0 else chunk_ts)
+            if lines:
+                buf_ts = chunk_ts
 
-    def _on_line(self, line: bytes) -> None:
-        ts = time.monotonic()
+    def _split(self, buf: bytes) -> list[bytes]:
+        """Lines end with LF (generic, Teledyne CR LF) or with a bare CR (the OX400)."""
+        if self.protocol == "ox400":
+            return buf.replace(b"\n", b"").split(b"\r")
+        return buf.split(b"\n")
+
+    def _parse(self, line: bytes) -> _o2proto.Measurement | _o2proto.Reply:
+        if self.protocol == "ox400":
+            return _o2ascii.parse_ox400(line)
+        if self.protocol == "teledyne3000":
+            return _o2ascii.parse_teledyne3000(line)
+        return _o2proto.parse_line(line)
+
+    def _on_line(self, line: bytes, ts: float) -> None:
         try:
-            msg = _o2proto.parse_line(line)
+            msg = self._parse(line)
         except _o2proto.LineError as exc:
             self._bad_line(exc)
             return

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from pymodbus.pdu import ModbusPDU
 
 from ._errors import ModbusExceptionReply, ProtocolError
+from ._linesched import Priority
 from ._modbus import Client, ModbusLine, _check_function
 from ._regmap import Point
 
@@ -26,7 +27,14 @@ class DeviceTripped(ModbusExceptionReply):
 
 
 async def write_multiple(
-    line: ModbusLine, device: str, *, unit: int, p: Point, values: list[int], timeout_s: float
+    line: ModbusLine,
+    device: str,
+    *,
+    unit: int,
+    p: Point,
+    values: list[int],
+    timeout_s: float,
+    priority: Priority = Priority.WRITE,
 ) -> None:
     """FC15 / FC16 of one point (or of a block of consecutive ones); one attempt."""
     address = p.wire_address
@@ -37,9 +45,8 @@ async def write_multiple(
             return c.write_coils(address, [bool(v) for v in values], device_id=unit)
         return c.write_registers(address, values, device_id=unit)
 
-    pdu = await line._execute(
-        device, address, timeout_s, call
-    )  # same package: one request, its own FC
+    # same package: one request, its own FC
+    pdu = await line._execute(device, address, timeout_s, call, priority)
     _check_function(device, address, pdu, fc)
     if pdu.address != address or pdu.count != len(values):
         raise ProtocolError(

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ._atmosphere import AnalyzerCell
+from ._banks import RegisterBank
 from ._pty import PtyLink
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,19 @@ class AnalyzerServer:
     (``o2_analyzer_silent``, ``device_offline``).
     """
 
-    def __init__(self, path: Path, cell: AnalyzerCell, silent: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        cell: AnalyzerCell,
+        silent: Callable[[], bool],
+        protocol: str = "generic",
+    ) -> None:
         self.path = path
         self.cell = cell
+        self.protocol = protocol
+        #: OX400: packets flow only between TS and a bare CR; Teledyne: ``st`` toggles the
+        #: status output, which is on at power-up.
+        self._streaming = protocol != "ox400"
         self._silent = silent
         self._pty = PtyLink(path, self._on_data)
         self._buf = bytearray()
@@ -122,10 +133,54 @@ class AnalyzerServer:
         if self.cell.report_seq != self._seq:
             self._seq = self.cell.report_seq
             if not self._silent():
-                self._send(o2_line(self.cell.reported_ppm, self.cell.status))
+                line = self._report_line()
+                if line:
+                    self._send(line)
+
+    def _report_line(self) -> bytes:
+        cell = self.cell
+        if self.protocol == "ox400":
+            if not self._streaming:
+                return b""
+            # IM 11M10B01-01E 6.3: AAAA.AAA,BBB,CCCC,DDDD CR. A cell fault sets an error bit
+            # (which bit is the manual's Table 6.3; bit 0 here, unconfirmed).
+            error = 0x0001 if cell.status == "ERR" else 0
+            return f"{cell.reported_ppm:08.3f},ppm,{error:04X},0000\r".encode("ascii")
+        if self.protocol == "teledyne3000":
+            # 3.3.2.3: nothing is sent while zeroing or spanning; else the status line.
+            if not self._streaming or cell.status == "CAL":
+                return b""
+            if cell.status == "ERR":
+                return b""  # unconfirmed: a faulted cell is taken to fall silent
+            return f"ST, {cell.reported_ppm:.2f} PPM, RA-LO 0-1000 PPM,\r\n".encode("ascii")
+        return o2_line(cell.reported_ppm, cell.status)
+
+    def _on_command_line(self, line: bytes) -> None:
+        """OX400 and Teledyne: bare commands ended by CR, never answered on the line."""
+        word = line.strip().lower()
+        if self.protocol == "ox400":
+            if word == b"ts":
+                self._streaming = True
+            elif word == b"":
+                self._streaming = False
+            return
+        if word == b"az":
+            self.cell.start_zero()
+        elif word == b"st":
+            self._streaming = not self._streaming
+        # "as" (autospan) needs span gas, which the booth has not: ignored.
 
     def _on_data(self, data: bytes) -> None:
         self._buf += data
+        if self.protocol != "generic":
+            while (end := self._buf.find(b"\r")) >= 0:
+                line = bytes(self._buf[:end]).replace(b"\n", b"")
+                del self._buf[: end + 1]
+                if not self._silent():
+                    self._on_command_line(line)
+            if len(self._buf) > MAX_LINE:
+                self._buf.clear()
+            return
         while True:
             end = self._buf.find(b"\n")
             if end < 0:
@@ -144,3 +199,37 @@ class AnalyzerServer:
             answer = handle_command(body, self.cell)
             log.info("analyzer: %s -> %s", body, answer)
             self._send(frame(answer))
+
+
+#: The Modbus analyzer's ceiling (config/maps/o2-modbus-generic.toml: 1 ppm per count).
+MODBUS_PPM_MAX = 65535
+
+
+class ModbusAnalyzer:
+    """The analyzer cell behind a Modbus register map (``o2-modbus-generic``): each report of the
+    cell updates the registers and the measurement counter; a write of the ``zero`` coil starts
+    an auto-zero. Its silence (``o2_analyzer_silent``) is the line's: the server does not answer.
+    """
+
+    def __init__(self, bank: RegisterBank, cell: AnalyzerCell) -> None:
+        self.bank = bank
+        self.cell = cell
+        self._seq = -1
+        bank.hook_write("zero", self._zero)
+
+    def _zero(self, _address: int, raw: int) -> int:
+        if raw:
+            self.cell.start_zero()
+        return 0  # a command coil: it reads back 0
+
+    def after_step(self) -> None:
+        cell = self.cell
+        if cell.report_seq == self._seq:
+            return
+        self._seq = cell.report_seq
+        over = cell.reported_ppm > MODBUS_PPM_MAX
+        self.bank.set("ppm", min(round(cell.reported_ppm), MODBUS_PPM_MAX))
+        self.bank.set("status_ok", cell.status == "OK" and not over)
+        self.bank.set("calibrating", cell.status == "CAL")
+        self.bank.set("over_range", over)
+        self.bank.set("sample_seq", cell.report_seq & 0xFFFF)

@@ -23,13 +23,14 @@ from typing import Any
 
 from drivers import ConfigError, RtuTransport, SerialTransport, TcpTransport
 
-from ._analyzer import AnalyzerServer
+from ._analyzer import AnalyzerServer, ModbusAnalyzer
 from ._banks import RegisterBank
 from ._control import ControlServer
 from ._faults import FaultError
 from ._modbus import ModbusResponder, ModbusRtuServer, ModbusTcpServer, Unit
 from ._physics import BoothPhysics
 from ._settings import LoadedSim, load_sim_config
+from ._wire import WireTiming
 from .personalities import Personality, personality_responder
 from .personalities._bridge import BankPersonality, Bridge
 
@@ -55,7 +56,7 @@ class SimBooth:
         self._with_control = control_socket
         self._stack: AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
-        self._analyzers: list[AnalyzerServer] = []
+        self._analyzers: list[AnalyzerServer | ModbusAnalyzer] = []
         #: Physics steps taken so far (a test can wait for the next one).
         self.steps = 0
 
@@ -114,8 +115,24 @@ class SimBooth:
             # First, so that a second simulator on the same config is refused before it
             # touches the first one's links.
             await stack.enter_async_context(ControlServer(self.control_socket, self._control))
+        faults = self.physics.faults
+        o2_modbus = {
+            n
+            for n, d in cfg.devices.items()
+            if d.kind == "o2_analyzer" and not isinstance(d.transport, SerialTransport)
+        }
+
+        def offline(device: str) -> bool:
+            # A Modbus analyzer that falls silent does not answer on its line.
+            return faults.offline(device) or (
+                device in o2_modbus and "o2_analyzer_silent" in faults
+            )
+
+        for name in sorted(o2_modbus):
+            self._analyzers.append(ModbusAnalyzer(self.banks[name], self.physics.analyzer))
         tcp: dict[tuple[str, int], dict[int, Unit]] = {}
         rtu: dict[str, dict[int, Unit]] = {}
+        rtu_transports: dict[str, RtuTransport] = {}
         for name, dev in cfg.devices.items():
             tr = dev.transport
             if isinstance(tr, TcpTransport):
@@ -127,18 +144,29 @@ class SimBooth:
                 )
             elif isinstance(tr, RtuTransport):
                 _add_unit(rtu.setdefault(tr.port, {}), tr.unit, Unit(name, self.banks[name]), name)
+                # The units of one line agree on its settings (the drivers refuse otherwise).
+                rtu_transports.setdefault(tr.port, tr)
             elif isinstance(tr, SerialTransport):
                 analyzer = AnalyzerServer(
-                    self.loaded.resolve(tr.port), self.physics.analyzer, self._silent_check(name)
+                    self.loaded.resolve(tr.port),
+                    self.physics.analyzer,
+                    self._silent_check(name),
+                    tr.protocol,
                 )
                 self._analyzers.append(await stack.enter_async_context(analyzer))
         for (host, port), units in tcp.items():
             await stack.enter_async_context(
-                ModbusTcpServer(host, port, self._responder(units, tcp=True))
+                ModbusTcpServer(host, port, self._responder(units, offline, tcp=True))
             )
         for path, units in rtu.items():
+            line = rtu_transports[path]
             await stack.enter_async_context(
-                ModbusRtuServer(self.loaded.resolve(path), self._responder(units, tcp=False))
+                ModbusRtuServer(
+                    self.loaded.resolve(path),
+                    self._responder(units, offline, tcp=False),
+                    WireTiming(line.baudrate, line.parity, line.stopbits),
+                    turnaround_s=cfg.sim.rtu_turnaround_ms / 1000.0,
+                )
             )
         # Records carry wall-clock times: sim time 0 is now, when the physics starts running.
         self.physics.epoch_s = time.time() - self.physics.t_s
@@ -198,10 +226,11 @@ class SimBooth:
             if deadline < now:
                 deadline = now + period_s
 
-    def _responder(self, units: dict[int, Unit], *, tcp: bool) -> ModbusResponder:
+    def _responder(
+        self, units: dict[int, Unit], offline: Callable[[str], bool], *, tcp: bool
+    ) -> ModbusResponder:
         """Generic banks answer by themselves; an endpoint with a vendor device answers through
         the personalities (its generic banks wrapped as such)."""
-        offline = self.physics.faults.offline
         if not any(u.device in self.bridges for u in units.values()):
             return ModbusResponder(units, offline, tcp=tcp)
         devices: dict[int, Personality] = {

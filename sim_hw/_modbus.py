@@ -26,6 +26,7 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 
 from ._banks import FUNCTION_TABLE, AddressError, RegisterBank
 from ._pty import PtyLink
+from ._wire import WireClock, WireTiming
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,15 @@ SERVED_FUNCTIONS = frozenset(FUNCTION_TABLE)
 ECHO_FUNCTIONS = frozenset({5, 6})
 #: Read requests (bits and registers), as counted in each bank's ``reads``.
 READ_FUNCTIONS = frozenset({1, 2, 3, 4})
-#: Silence on an RTU line longer than this ends a frame: leftover bytes are garbage. (On a real
-#: wire it is 3.5 characters; a pty has no wire timing, so be generous.)
-RTU_GAP_S = 0.05
+#: A unit's turnaround (request received to reply started), unless the config says otherwise:
+#: controllers' manuals give a few ms (e.g. "response delay" settings of 0-250 ms, default
+#: a few ms); 3 ms is a middle value, unconfirmed for any one model.
+DEFAULT_TURNAROUND_S = 0.003
+#: Address, function code and CRC: nothing shorter is an RTU frame.
+RTU_MIN_FRAME = 4
+#: The shortest sleep while pacing a reply: bytes that fell due meanwhile go out together, so a
+#: reply costs a few wake-ups, not one per character, and no byte leaves before its time.
+PACE_TICK_S = 0.001
 #: A TCP buffer this long without a whole frame is garbage: drop the connection.
 TCP_MAX_PENDING = 512
 READ_CHUNK = 4096
@@ -188,15 +195,39 @@ class ModbusTcpServer:
 
 
 class ModbusRtuServer:
-    """Async context manager: one RS-485 line (a pty linked at ``path``) and its units."""
+    """Async context manager: one RS-485 line (a pty linked at ``path``) and its units.
 
-    def __init__(self, path: Path, responder: ModbusResponder) -> None:
+    Wire-true (``sim_hw._wire``): a request counts as received when its last character would
+    have arrived at the line's baud rate and the inter-frame silence after it has passed; the
+    addressed unit then waits its turnaround and sends its reply one character time per byte. A
+    request that breaks the silence rules (starts while a unit is still sending, or too soon
+    after the last frame, or has a gap inside) is lost, as on a real line: nobody answers it.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        responder: ModbusResponder,
+        timing: WireTiming | None = None,
+        *,
+        turnaround_s: float = DEFAULT_TURNAROUND_S,
+        adapter_latency_s: float = 0.0,
+    ) -> None:
         self.path = path
         self.responder = responder
+        self.timing = timing or WireTiming(19200)
+        self.turnaround_s = turnaround_s
+        #: A USB-serial adapter's latency timer (an FTDI's is 16 ms by default): a short reply
+        #: reaches the host only when the timer expires after its last byte, all at once.
+        self.adapter_latency_s = adapter_latency_s
+        self.clock = WireClock(self.timing)
+        #: Requests lost to the silence rules, and requests not making one whole valid frame.
+        self.frames_lost = 0
+        self.frames_bad = 0
+        self.frames_served = 0
         self._framer = FramerRTU(DecodePDU(True))
         self._pty = PtyLink(path, self._on_data)
         self._buf = bytearray()
-        self._last_rx = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -215,10 +246,9 @@ class ModbusRtuServer:
         await self._pty.__aexit__(et, e, tb)
 
     def _on_data(self, data: bytes) -> None:
-        now = time.monotonic()
-        if now - self._last_rx > RTU_GAP_S:
+        if not self.clock.rx_pending:
             self._buf.clear()
-        self._last_rx = now
+        self.clock.receive(len(data), time.monotonic())
         self._buf += data
         self._wake.set()
 
@@ -226,17 +256,86 @@ class ModbusRtuServer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._buf:
-                used, dev_id, _tid, frame = self._framer.decode(bytes(self._buf))
-                if not used:
-                    break
-                del self._buf[:used]
-                if not frame:
-                    continue
-                reply = await self.responder.respond(self._framer, dev_id, 0, frame)
-                if reply is not None:
-                    # Half duplex: the master reads a reply before its next request, so anything
-                    # it has not read yet answers a request it gave up on.
-                    if self._pty.pending_to_client():
-                        self._pty.drop_pending_to_client()
-                    self._pty.write(reply)
+            # The frame is over once the silence after its last character has passed; more
+            # bytes meanwhile move that moment on.
+            await self._frame_over()
+            if not self.clock.rx_pending:
+                continue
+            kept = self.clock.take_frame()
+            data, self._buf = bytes(self._buf), bytearray()
+            self._wake.clear()
+            if not kept:
+                self.frames_lost += 1
+                log.debug(
+                    "%s: %d-byte frame lost: %s", self.path, len(data), self.clock.broken_reason
+                )
+                continue
+            reply = await self._answer(data)
+            if reply is None:
+                continue
+            await asyncio.sleep(self.turnaround_s)
+            if self.clock.rx_pending:
+                # The master gave up and is sending again: our reply would collide with it.
+                self.frames_lost += 1
+                self.clock.broken_reason = "the master sent again during the turnaround"
+                continue
+            # Half duplex: the master reads a reply before its next request, so anything it
+            # has not read yet answers a request it gave up on.
+            if self._pty.pending_to_client():
+                self._pty.drop_pending_to_client()
+            await self._send(reply)
+
+    async def _frame_over(self) -> None:
+        """Until the silence after the frame's last character (which later bytes move on)."""
+        while True:
+            wait_s = self.clock.frame_due_s() - time.monotonic()
+            if wait_s <= 0:
+                return
+            await asyncio.sleep(wait_s)
+
+    async def _answer(self, data: bytes) -> bytes | None:
+        """The reply to one whole frame, or None (not one valid frame, or nobody answers)."""
+        # The whole silence-delimited buffer must be one frame: its CRC covers all of it (the
+        # framer alone would also take two frames run together, or skip leading noise).
+        whole_crc_ok = len(data) >= RTU_MIN_FRAME and FramerRTU.compute_CRC(
+            data[:-2]
+        ) == int.from_bytes(data[-2:], "big")
+        used, dev_id, _tid, frame = self._framer.decode(data) if whole_crc_ok else (0, 0, 0, b"")
+        if used != len(data) or not frame or len(frame) + 3 != len(data):
+            # Noise, a CRC error, or two frames without the silence between them.
+            self.frames_bad += 1
+            return None
+        self.frames_served += 1
+        return await self.responder.respond(self._framer, dev_id, 0, frame)
+
+    async def _send(self, reply: bytes) -> None:
+        """One character time per byte; the pty gets each byte once it has fully left."""
+        clock, timing = self.clock, self.timing
+        clock.tx_busy = True
+        if self.adapter_latency_s > 0:
+            try:
+                await asyncio.sleep(timing.frame_s(len(reply)))
+            finally:
+                clock.tx_busy = False
+                clock.quiet_since_s = time.monotonic()
+            await asyncio.sleep(self.adapter_latency_s)
+            self._pty.write(reply)
+            return
+        start_s = last_write_s = time.monotonic()
+        try:
+            sent = 0
+            while sent < len(reply):
+                now_s = time.monotonic()
+                due = min(len(reply), timing.bytes_due(start_s, now_s))
+                if due > sent:
+                    # Stamped before the write: the master may read the bytes (on another
+                    # core) before this process runs again, so the silence counts from here.
+                    last_write_s = now_s
+                    self._pty.write(reply[sent:due])
+                    sent = due
+                if sent < len(reply):
+                    next_s = start_s + (sent + 1) * timing.char_s
+                    await asyncio.sleep(max(next_s - now_s, PACE_TICK_S))
+        finally:
+            clock.tx_busy = False
+            clock.quiet_since_s = last_write_s

@@ -113,6 +113,10 @@ class SimSettings(_Strict):
     leak_lpm: Annotated[float, Field(ge=0)] = 0.01
     #: Air exchanged through the open door.
     door_leak_lpm: Annotated[float, Field(ge=0)] = 300.0
+    # -- serial lines
+    #: Each RTU unit's turnaround: from a request received (after its inter-frame silence) to
+    #: its reply starting on the wire (controllers' manuals: a few ms, often settable).
+    rtu_turnaround_ms: Annotated[float, Field(ge=0, le=250)] = 3.0
     # -- O2 analyzer
     o2_period_ms: Annotated[int, Field(ge=50, le=60_000)] = 1000
     o2_t90_ms: Annotated[int, Field(ge=1, le=600_000)] = 5000

@@ -24,6 +24,8 @@ from drivers._booth_file import (
 from drivers._config import STALE_MAX_S
 from drivers._safety_points import missing_points
 
+from ._lines import line_problems
+
 #: Claim 29: the solder is never transferred above this, whatever a recipe says.
 O2_ABSOLUTE_MAX_PPM = 10_000.0
 
@@ -270,6 +272,7 @@ def check_data(data: dict[str, Any], path: Path) -> tuple[LoadedConfig | None, l
             # its comm-loss points are not wanted: the I/O watchdog must cover it (layer_problems)
             missing = without_comm_loss(missing)
         problems.extend(f"{path}: {line}" for line in missing)
+    problems.extend(f"{path}: {line}" for line in line_problems(cfg.devices, maps))
     if not problems:
         problems.extend(f"{path}: {line}" for line in layer_problems(cfg, maps))
     if problems:

@@ -41,6 +41,8 @@ def _booth(
     if vessels == 2:
         data["devices"]["heater2"] = copy.deepcopy(data["devices"]["heater1"])
         data["devices"]["heater2"]["transport"]["unit"] = 2
+        # A line of its own: two units at 10 Hz would overload one 19200 baud line (config check).
+        data["devices"]["heater2"]["transport"]["port"] = "/tmp/booth-sim-01/rs485-2"
         data["vessels"]["solder2"] = {
             "controller": "heater2",
             "station": 3,

@@ -64,6 +64,16 @@ async def exchange(path: str, frame: bytes, expect_len: int, timeout_s: float = 
         os.close(fd)
 
 
+#: The inter-frame silence a master keeps on the simulated 19200 baud line (3.5 characters,
+#: 1.82 ms) with a margin: the simulator loses a frame that starts sooner, as a real unit would.
+RTU_SILENCE_S = 0.0025
+
+
+async def quiet() -> None:
+    """Keep the line's inter-frame silence before the next request (Modbus serial 2.5.1.1)."""
+    await asyncio.sleep(RTU_SILENCE_S)
+
+
 def rtu(payload_hex: str) -> bytes:
     payload = bytes.fromhex(payload_hex)
     return payload + FramerRTU.compute_CRC(payload).to_bytes(2, "big")
@@ -200,27 +210,37 @@ async def test_rtu_line_serves_two_units_on_one_pty(tmp_path: Path) -> None:
         assert is_pty_link(port)
         async with rtu_client(port) as c:
             one = await c.read_holding_registers(0, count=4, device_id=1)
+            await quiet()
             two = await c.read_holding_registers(0, count=4, device_id=2)
             assert one.registers[0] == 2500 and two.registers[0] == 2300  # sv_c, 0.1 C
+            await quiet()
             assert not (await c.write_register(0, 2400, device_id=2)).isError()
             assert sim.bank("heater2").get("sv_c") == 240.0
             assert sim.bank("heater1").get("sv_c") == 250.0
+            await quiet()
             pv = await c.read_input_registers(0, count=3, device_id=1)
             assert pv.registers[0] / 10 == pytest.approx(sim.state()["solder_temp_c"], abs=0.5)
             # Nobody is unit 9 on this line: no answer at all; the line still works after.
+            await quiet()
             with pytest.raises(ModbusIOException):
                 await c.read_holding_registers(0, count=1, device_id=9)
             # One unit offline: silent, while the other still answers on the same line.
             sim.inject("device_offline", "heater2")
+            await quiet()
             with pytest.raises(ModbusIOException):
                 await c.read_holding_registers(0, count=1, device_id=2)
+            await quiet()
             assert (await c.read_holding_registers(0, count=1, device_id=1)).registers == [2500]
             sim.clear("device_offline")
+            await quiet()
             assert (await c.read_holding_registers(0, count=1, device_id=2)).registers == [2400]
+            await quiet()
             bad = await c.read_input_registers(5, count=1, device_id=1)
             assert bad.isError() and bad.exception_code == 2
         # Raw frames: a good one is answered byte for byte; a bad CRC is not answered at all.
+        await quiet()
         assert await exchange(port, rtu("010300000001"), 7) == rtu("01030209c4")  # 2500
+        await quiet()
         assert await exchange(port, rtu("010300000001")[:-1] + b"\x00", 7) == b""
     assert not lexists(port)  # the link goes with the simulator
 
