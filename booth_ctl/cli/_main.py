@@ -627,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
         "else every booth config beside the recipe's folder that takes its recipes from it)",
     )
     rcheck.set_defaults(func=cmd_recipe_check)
+    from booth_ctl.cli._user import add_user_parser
+
+    add_user_parser(sub, config_opt)
     return p
 
 
