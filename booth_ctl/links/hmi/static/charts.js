@@ -57,7 +57,7 @@ function drawTrend(svg, points, spanS) {
 function drawDips(box, dips) {
   box.textContent = "";
   if (!dips.length) { box.textContent = "no dips on record"; return; }
-  const W = 600, H = 220, L = 50, R = 50, T = 10, B = 30;
+  const W = Math.max(300, box.clientWidth || 600), H = 220, L = 50, R = 50, T = 10, B = 30;
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, "data-testid": "lot-chart" });
   const o2 = extent(dips.map(d => d.o2_ppm)) || [0, 1];
   const tc = extent(dips.map(d => d.solder_temp_c)) || [0, 1];
