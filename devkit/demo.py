@@ -46,6 +46,9 @@ class Watch:
         self.live = sys.stdout.isatty() if live is None else live
         self.units_ended = 0
         self._bar_shown = False
+        self._bar_done = False
+        #: The fraction drawn last (the bar never goes back).
+        self._frac = 0.0
         self.status: dict[str, Any] = {}
         self.telemetry: dict[str, Any] = {}
         self.online = False
@@ -79,6 +82,8 @@ class Watch:
         print(text, flush=True)
 
     def end_bar(self) -> None:
+        """The job ended: leave the bar as it is and draw it no more."""
+        self._bar_done = True
         if self._bar_shown:
             sys.stdout.write("\n")
             sys.stdout.flush()
@@ -105,9 +110,10 @@ class Watch:
         job = st.get("job") or {}
         t = self.telemetry
         if self.live:
-            if not job and not self._bar_shown and not self.units_ended:
+            if self._bar_done or (not job and not self._bar_shown and not self.units_ended):
                 return  # no job yet: nothing to draw
-            line = progress_bar(st, t, self.units, self.units_ended)
+            self._frac = max(self._frac, job_fraction(job, self.units, self.units_ended))
+            line = progress_bar(st, t, self.units, self.units_ended, self._frac)
             if line != self._last_line or not self._bar_shown:
                 self._last_line = line
                 sys.stdout.write("\r" + line + CLEAR_LINE)
@@ -153,11 +159,19 @@ def job_fraction(job: dict[str, Any] | None, units: int, units_ended: int) -> fl
 
 
 def progress_bar(
-    status: dict[str, Any], telemetry: dict[str, Any], units: int, units_ended: int
+    status: dict[str, Any],
+    telemetry: dict[str, Any],
+    units: int,
+    units_ended: int,
+    floor: float = 0.0,
 ) -> str:
-    """One line: the bar, the percentage, unit n of N, the step, the state and two readings."""
+    """One line: the bar, the percentage, unit n of N, the step, the state and two readings.
+
+    ``floor``: the fraction drawn last; the bar never goes back (between a unit's last step and
+    its ``unit_completed`` event the status already names the next unit's first step).
+    """
     job = status.get("job") or {}
-    frac = job_fraction(job, units, units_ended)
+    frac = max(floor, job_fraction(job, units, units_ended))
     filled = round(frac * BAR_WIDTH)
     unit = job.get("unit") if job else min(units, units_ended)
     return (

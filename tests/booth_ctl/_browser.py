@@ -99,7 +99,7 @@ class HmiBooth:
         if not self.stack.supervisor.running:
             raise RuntimeError(f"supervisor ended:\n{self.stack.supervisor.log_tail()}")
         try:
-            status, me = http(self.base + "/api/login", {"username": "eng", "password": PASSWORD})
+            status, _ = http(self.base + "/api/login", {"username": "eng", "password": PASSWORD})
         except OSError:
             return False
         return status == 200
@@ -148,7 +148,9 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
+            )
         time.sleep(0.02)
 
 

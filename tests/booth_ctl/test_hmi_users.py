@@ -142,5 +142,5 @@ def test_hmi_config_defaults_to_loopback_and_refuses_bad_keys(tmp_path: Path) ->
     assert cfg.config.hmi is not None and cfg.config.hmi.host == "127.0.0.1"
     with pytest.raises(ConfigError, match="hmi"):
         load_config(render_config(tmp_path, overrides=_with_hmi({"port": 8080, "colour": 1})))
-    with pytest.raises(ConfigError, match="tls_cert and hmi.tls_key"):
+    with pytest.raises(ConfigError, match=r"tls_cert and hmi\.tls_key"):
         load_config(render_config(tmp_path, overrides=_with_hmi({"port": 1, "tls_cert": "c"})))

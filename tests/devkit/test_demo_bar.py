@@ -38,10 +38,14 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place_and_events_go_above_it(
     w._print_progress()
     w.status = _status(1, "dip_dwell")
     w._print_progress()
+    w.status = _status(1, "load_move")  # the next unit's first step, before unit_completed
+    w._print_progress()
+    assert " 0%" not in out.getvalue().rsplit("\r", 1)[-1]  # the bar never goes back
     w._print_event({"type": "unit_completed", "unit": 1})
     w.status = {"state": "complete", "job": None}
     w._print_progress()
     w.end_bar()
+    w._print_progress()  # messages still arriving after the end draw nothing
     text = out.getvalue()
     assert text.count("\n") == 2  # the event's line and the end of the bar; no scrolling
     assert text.count("\r") >= 3 and CLEAR_LINE in text

@@ -94,6 +94,9 @@ class Feed:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.end_streams()
+
+    def end_streams(self) -> None:
         for page in list(self._pages):
             self.leave(page)
 

@@ -122,9 +122,8 @@ class HmiServer:
         except BaseException:
             await self._close()
             raise
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        for addr in self._runner.addresses:
+            self.port = int(addr[1])
         log.info("HMI on %s://%s:%d/", "https" if ctx else "http", self.cfg.host, self.port)
         return self
 
@@ -132,8 +131,7 @@ class HmiServer:
         await self._close()
 
     async def _close(self) -> None:
-        for page in list(self.feed._pages):
-            self.feed.leave(page)
+        self.feed.end_streams()  # open streams end now, not at the runner's timeout
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -278,8 +276,8 @@ class HmiServer:
                 if msg is None:
                     break
                 await resp.write(msg)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the page went away
         finally:
             self.feed.leave(page)
         return resp
