@@ -142,9 +142,11 @@ def streams(b: HmiBooth, n: int) -> Any:
     stop = threading.Event()
     received = [0] * n
 
+    # Logged in before the window: a login's scrypt hash is not what an open page costs.
+    cookies = [login_http(b.base, "viewer")[0] for _ in range(n)]
+
     def read(i: int) -> None:
-        cookie, _ = login_http(b.base, "viewer")
-        req = urllib.request.Request(b.base + "/api/stream", headers={"Cookie": cookie})
+        req = urllib.request.Request(b.base + "/api/stream", headers={"Cookie": cookies[i]})
         with urllib.request.urlopen(req, timeout=30) as resp:
             while not stop.is_set():
                 chunk = resp.read1(65536)
@@ -155,6 +157,8 @@ def streams(b: HmiBooth, n: int) -> Any:
     threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
+    wait_until(lambda: all(received), 10.0, "every stream's first message")
+    time.sleep(1.0)
     try:
         yield received
     finally:
@@ -171,6 +175,7 @@ def tabs(b: HmiBooth, n: int) -> Any:
                 driver.switch_to.new_window("tab")
             login(driver, b.base, "viewer") if i == 0 else driver.get(b.base + "/")
             wait_testid(driver, "state", lambda e: e.text not in ("", "unknown"), timeout_s=30)
+        time.sleep(1.0)
         yield driver
     finally:
         driver.quit()

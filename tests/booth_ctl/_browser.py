@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -178,6 +179,18 @@ def wait_testid(
         lambda _d: found(), message=f"{testid}: {what or 'shown'} within {timeout_s} s"
     )
     return got
+
+
+def click(driver: webdriver.Chrome, testid: str, timeout_s: float = WAIT_S) -> None:
+    """Click the element once it is shown; again if the page redrew it meanwhile (stale)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            wait_testid(driver, testid, timeout_s=max(0.1, deadline - time.monotonic())).click()
+            return
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
 
 
 def login(driver: webdriver.Chrome, base: str, user: str, password: str = PASSWORD) -> None:

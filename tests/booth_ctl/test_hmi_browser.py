@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
 
+from booth_ctl.records._store import RecordStore
 from tests.booth_ctl._browser import (
     PASSWORD,
     HmiBooth,
     by_testid,
     chromium,
+    click,
     http,
     login,
     login_http,
@@ -114,22 +117,35 @@ def test_commands_from_the_page_change_the_booth(
     login(browser, booth.base, "eng")
     wait_testid(browser, "state", lambda e: e.text == "stopped", what="stopped after start")
     # Remote mode (the MES owns the booth): reset from the page is refused, and nothing runs.
-    by_testid(browser, "cmd-reset")[0].click()
+    click(browser, "cmd-reset")
     wait_testid(browser, "cmd-reply", lambda e: "invalid_state" in e.text, what="the refusal")
     assert _text(browser, "state") == "stopped"
-    by_testid(browser, "cmd-set_mode")[0].click()
+    click(browser, "cmd-set_mode")
     wait_testid(browser, "mode", lambda e: e.text == "local", what="local mode")
-    by_testid(browser, "cmd-reset")[0].click()
+    click(browser, "cmd-reset")
     wait_testid(browser, "cmd-reply", lambda e: "reset: ok" in e.text, what="reset accepted")
     wait_testid(
         browser, "state", lambda e: e.text == "idle", timeout_s=IDLE_TIMEOUT_S, what="idle"
     )
     # Stop asks first: cancel runs nothing.
-    by_testid(browser, "cmd-stop")[0].click()
+    click(browser, "cmd-stop")
     wait_testid(browser, "confirm")
-    by_testid(browser, "cancel")[0].click()
+    click(browser, "cancel")
     wait_testid(browser, "cmd-reply", lambda e: e.text == "cancelled")
     assert _text(browser, "state") == "idle"
+    # Each command is on the audit trail with its user and role; the cancelled stop is not.
+    audit = _audit(booth)
+    by = {(a["command"], a["who"], a["reply"]["ok"]) for a in audit}
+    assert ("reset", "hmi:eng(engineer)", False) in by  # refused in remote mode
+    assert ("set_mode", "hmi:eng(engineer)", True) in by
+    assert ("reset", "hmi:eng(engineer)", True) in by
+    assert not [a for a in audit if a["command"] == "stop"]
+
+
+def _audit(booth: HmiBooth) -> list[dict[str, Any]]:
+    path = booth.stack.data["records"]["path"]
+    with RecordStore(path) as store:
+        return store.command_audit()
 
 
 def test_forged_requests_are_refused_and_nothing_runs(
@@ -145,18 +161,26 @@ def test_forged_requests_are_refused_and_nothing_runs(
     assert status == 403 and reply["error"]["code"] == "forbidden"
     # Another session's token does not do either.
     assert http(url, {}, {"Cookie": viewer_cookie, "X-CSRF-Token": eng_csrf})[0] == 403
+    # The right cookie and token from another site's page: refused by origin and media type.
+    eng = {"Cookie": eng_cookie, "X-CSRF-Token": eng_csrf}
+    assert http(url, {}, {**eng, "Origin": "http://evil.example"})[0] == 403
+    assert http(url, {}, {**eng, "Content-Type": "text/plain"})[0] == 415
+    login_body = {"username": "eng", "password": PASSWORD}
+    assert http(booth.base + "/api/login", login_body, {"Origin": "http://evil.example"})[0] == 403
     status, me = http(booth.base + "/api/me", headers={"Cookie": eng_cookie})
     assert status == 200 and me["role"] == "engineer"
     # Nothing ran: the booth is still idle (a stop would have left it stopping/stopped).
     login(browser, booth.base, "oper")
     wait_testid(browser, "state", lambda e: e.text == "idle", what="still idle")
     # The page itself (with its token) may stop it.
-    by_testid(browser, "cmd-stop")[0].click()
-    wait_testid(browser, "confirm").click()
+    click(browser, "cmd-stop")
+    click(browser, "confirm")
     wait_testid(browser, "cmd-reply", lambda e: "stop: ok" in e.text, what="stop accepted")
     wait_testid(
         browser, "state", lambda e: e.text in ("stopping", "stopped"), what="stopping"
     )
+    stops = [a for a in _audit(booth) if a["command"] == "stop" and a["reply"]["ok"]]
+    assert [a["who"] for a in stops] == ["hmi:oper(operator)"]  # the forged ones never ran
 
 
 def test_an_alarm_appears_and_is_acked_from_the_page(
@@ -172,7 +196,7 @@ def test_an_alarm_appears_and_is_acked_from_the_page(
             browser, "permissive-door_closed", lambda e: e.get_attribute("data-ok") == "false"
         )
         assert lamp is not None
-        wait_testid(browser, "ack-door_open").click()
+        click(browser, "ack-door_open")
         wait_testid(
             browser, "alarm-door_open", lambda e: e.get_attribute("data-acked") == "true",
             what="the alarm acked",
@@ -189,12 +213,12 @@ def test_recipe_edit_shows_validation_errors_by_field(
     booth: HmiBooth, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     login(browser, booth.base, "eng")
-    wait_testid(browser, "tab-recipes").click()
-    wait_testid(browser, "recipe-demo").click()
+    click(browser, "tab-recipes")
+    click(browser, "recipe-demo")
     field = wait_testid(browser, "field-o2_limit_ppm")
     field.clear()
     field.send_keys("20000")
-    by_testid(browser, "cmd-put_recipe")[0].click()
+    click(browser, "cmd-put_recipe")
     wait_testid(
         browser, "recipe-reply", lambda e: "invalid_recipe" in e.text, what="the refusal"
     )

@@ -152,7 +152,12 @@ class HmiServer:
     async def _headers(
         self, request: web.Request, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
-        resp: web.StreamResponse = await handler(request)
+        try:
+            resp: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            for k, v in SECURITY_HEADERS.items():
+                exc.headers.setdefault(k, v)
+            raise
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
         if request.path.startswith("/api/"):
@@ -173,12 +178,13 @@ class HmiServer:
         s = self._need_session(request)
         if not s.csrf_ok(request.headers.get(CSRF_HEADER)):
             raise _error(403, "csrf", f"missing or wrong {CSRF_HEADER} header")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.host:
-            raise _error(403, "origin", f"request from another origin ({origin})")
+        _same_origin(request)
         return s
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        # JSON only: a cross-site form cannot send it without a preflight nobody answers.
+        if request.content_type != "application/json":
+            raise _error(415, "bad_request", "the body must be application/json")
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError) as exc:
@@ -204,6 +210,7 @@ class HmiServer:
     # ------------------------------------------------------------------ login
 
     async def _login(self, request: web.Request) -> web.Response:
+        _same_origin(request)
         body = await self._json_body(request)
         name, password = body.get("username"), body.get("password")
         if not isinstance(name, str) or not isinstance(password, str) or len(password) > 1024:
@@ -342,12 +349,19 @@ class HmiServer:
         )
 
 
+def _same_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.host:
+        raise _error(403, "origin", f"request from another origin ({origin})")
+
+
 def _error(status: int, code: str, message: str) -> web.HTTPException:
     cls = {
         400: web.HTTPBadRequest,
         401: web.HTTPUnauthorized,
         403: web.HTTPForbidden,
         404: web.HTTPNotFound,
+        415: web.HTTPUnsupportedMediaType,
         429: web.HTTPTooManyRequests,
     }[status]
     return cls(
