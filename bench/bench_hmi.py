@@ -195,8 +195,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-hmi-") as tmp, HmiBooth(Path(tmp)) as b:
         cookie, csrf = login_http(b.base, "eng")
         hdr = {"Cookie": cookie, "X-CSRF-Token": csrf}
-        http(b.base + "/api/cmd/set_mode", {"mode": "local"}, hdr)
-        http(b.base + "/api/cmd/reset", {}, hdr)
+        for cmd, body in (("set_mode", {"mode": "local"}), ("reset", {})):
+            status, reply = http(b.base + f"/api/cmd/{cmd}", body, hdr)
+            if status != 200 or not reply["ok"]:
+                raise RuntimeError(f"{cmd}: {status} {reply}")
         print(f"fault at the simulator -> alarm on the page, {args.tries} tries:")
         lat = fault_to_page(b, args.tries)
         median = statistics.median(lat)

@@ -100,10 +100,12 @@ class HmiBooth:
         if not self.stack.supervisor.running:
             raise RuntimeError(f"supervisor ended:\n{self.stack.supervisor.log_tail()}")
         try:
-            status, _ = http(self.base + "/api/login", {"username": "eng", "password": PASSWORD})
+            cookie, _ = login_http(self.base, "eng")
         except OSError:
             return False
-        return status == 200
+        # A read goes through the command authority: ok once the booth has a status.
+        status, reply = http(self.base + "/api/recipes", headers={"Cookie": cookie})
+        return status == 200 and reply["ok"]
 
 
 def http(
