@@ -3,6 +3,8 @@ record: lot search, a lot's dips and its CSV; what a viewer may not do; not_read
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +13,13 @@ import aiohttp
 import pytest
 
 from booth_ctl.commands._dispatcher import Dispatcher, RecipeBook
-from booth_ctl.config._booth import HmiConfig
-from booth_ctl.links.hmi import Authority, Feed, HmiServer
+from booth_ctl.config._booth import HmiConfig, load_config
+from booth_ctl.links.hmi import Authority, Feed, Hmi, HmiServer
 from booth_ctl.records._lots import search_lots
 from booth_ctl.records._recorder import Records
 from booth_ctl.records._store import RecordStore
 from booth_ctl.records._users import UserStore
-from tests._util import free_port
+from tests._util import free_port, render_config
 
 PASSWORD = "viewer-password"
 
@@ -125,3 +127,21 @@ def test_search_lots_escapes_like_wildcards(tmp_path: Path) -> None:
     with UserStore(tmp_path / "r.sqlite3") as users, users.lock:
         assert [lot["lot_id"] for lot in search_lots(users.connection, "%")] == ["X%1"]
         assert len(search_lots(users.connection, "")) == 2
+
+
+async def test_a_port_in_use_is_logged_and_the_supervisor_runs_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = render_config(tmp_path, overrides=lambda d: d.__setitem__("hmi", {"port": port}))
+        loaded = load_config(cfg)
+        assert loaded.config.hmi is not None
+        with RecordStore(loaded.resolve(loaded.config.records.path)) as store:
+            async with Records(store) as records:
+                hmi = Hmi(loaded, loaded.config.hmi, _NoTarget(), records)
+                async with asyncio.timeout(10):
+                    await hmi.serve()  # returns instead of raising into the task group
+    assert f"hmi 127.0.0.1:{port}: cannot listen" in caplog.text

@@ -69,3 +69,6 @@ class Hmi:
         except OSError as exc:
             # The page is for people; the booth runs without it.
             log.error("hmi %s:%d: cannot listen: %s", cfg.host, cfg.port, exc)
+        except Exception:
+            # Nor does a fault of the page end the supervisor's tasks (the scan among them).
+            log.exception("hmi: the operator's page stopped; the booth runs on without it")

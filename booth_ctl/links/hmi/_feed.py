@@ -51,7 +51,8 @@ class Page:
 
 
 def sse(kind: str, data: Any) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    return f"event: {kind}\ndata: {text}\n\n".encode()
 
 
 class Feed:
