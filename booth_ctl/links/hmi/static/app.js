@@ -256,7 +256,6 @@ function drawJob(job) {
 
 function readingText(v) {
   if (v === null || v === undefined) return "-";
-  if (typeof v === "boolean") return v ? "yes" : "no";
   if (typeof v === "number") return String(v);
   return String(v);
 }
