@@ -13,9 +13,11 @@ function extent(values) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) { if (v == null || !isFinite(v)) continue; lo = Math.min(lo, v); hi = Math.max(hi, v); }
   if (lo === Infinity) return null;
+  // Readings that are not negative (ppm, %, kPa) keep their axis at or above zero.
+  const floor = lo >= 0 ? 0 : -Infinity;
   if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
   const pad = (hi - lo) * 0.08;
-  return [lo - pad, hi + pad];
+  return [Math.max(floor, lo - pad), hi + pad];
 }
 
 function fmt(v) {
