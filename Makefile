@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint check demo bench mosquitto systemd-tools install uninstall clean
+.PHONY: test lint check demo bench mosquitto chromium systemd-tools install uninstall clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -23,6 +23,14 @@ mosquitto:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
 
+# Headless Chromium and its WebDriver, for the HMI's end-to-end tests (Debian packages; no
+# browser download at test time: the booth PC and CI may have no internet).
+chromium:
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+	  echo "installing chromium and chromium-driver"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 # systemd-analyze, for the unit's checks in the suite (a minimal container may lack it).
 systemd-tools:
 	@command -v systemd-analyze >/dev/null 2>&1 || { \
@@ -35,13 +43,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) mosquitto systemd-tools lint
+test: $(STAMP) mosquitto chromium systemd-tools lint
 	$(BIN)/pytest -q
 
 demo: $(STAMP) mosquitto
 	$(BIN)/python -m devkit.demo
 
-bench: $(STAMP) mosquitto
+bench: $(STAMP) mosquitto chromium
 	$(BIN)/python bench/run_all.py
 
 # The service on this machine: user, /opt/booth/venv, /etc/booth, the unit (docs/operations.md).

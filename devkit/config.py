@@ -41,6 +41,8 @@ def render_config(
     data["mqtt"]["port"] = free_port()
     if "metrics" in data:
         data["metrics"]["port"] = free_port()
+    if "hmi" in data:
+        data["hmi"]["port"] = free_port()
     data["records"]["path"] = str(run / "records.sqlite3")
     data["records"]["recipes_dir"] = str(CONFIG_DIR / data["records"].get("recipes_dir", "recipes"))
     for dev in data["devices"].values():

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiomqtt
 
+from booth_ctl.control._sequencer import Step
 from booth_ctl.links.mqtt import mqtt_client, send_command
 
 from .booth import BoothStack
@@ -27,6 +28,10 @@ from .booth import BoothStack
 ONLINE_TIMEOUT_S = 30.0
 IDLE_TIMEOUT_S = 60.0
 JOB_TIMEOUT_S = 180.0
+BAR_WIDTH = 30
+#: Erase to the end of the line (the bar is redrawn in place on a terminal).
+CLEAR_LINE = "\x1b[K"
+STEPS = [s.value for s in Step]
 #: Permissives that show the supervisor has heard from its devices since it started.
 DEVICE_PERMISSIVES = ("io_ok", "holder_ok", "heaters_ok")
 
@@ -34,9 +39,16 @@ DEVICE_PERMISSIVES = ("io_ok", "holder_ok", "heaters_ok")
 class Watch:
     """Follows status, telemetry and events of the booth and prints progress lines."""
 
-    def __init__(self, root: str, units: int) -> None:
+    def __init__(self, root: str, units: int, *, live: bool | None = None) -> None:
         self.root = root
         self.units = units
+        #: On a terminal: one progress bar redrawn in place; otherwise (a log, a pipe): lines.
+        self.live = sys.stdout.isatty() if live is None else live
+        self.units_ended = 0
+        self._bar_shown = False
+        self._bar_done = False
+        #: The fraction drawn last (the bar never goes back).
+        self._frac = 0.0
         self.status: dict[str, Any] = {}
         self.telemetry: dict[str, Any] = {}
         self.online = False
@@ -62,24 +74,52 @@ class Watch:
             self._print_progress()
             self.changed.set()
 
+    def _say(self, text: str) -> None:
+        """A line above the progress bar (the bar is drawn again after it)."""
+        if self._bar_shown:
+            sys.stdout.write("\r" + CLEAR_LINE)
+            self._bar_shown = False
+        print(text, flush=True)
+
+    def end_bar(self) -> None:
+        """The job ended: leave the bar as it is and draw it no more."""
+        self._bar_done = True
+        if self._bar_shown:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self._bar_shown = False
+
     def _print_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("type")
+        if kind in ("unit_completed", "unit_rejected"):
+            self.units_ended += 1
         if kind == "dip":
-            print(
+            self._say(
                 f"  dip  unit {ev.get('unit')}: {ev.get('vessel')} at "
                 f"O2 {_num(ev.get('o2_ppm'))} ppm, solder {_num(ev.get('solder_temp_c'))} C, "
                 f"depth {ev.get('depth_mm')} mm, dwell {ev.get('dwell_s')} s"
             )
         elif kind in ("unit_completed", "unit_rejected", "job_started", "job_completed"):
             extra = f" ({ev.get('reason')})" if kind == "unit_rejected" else ""
-            print(f"  {kind.replace('_', ' ')}{extra}")
+            self._say(f"  {kind.replace('_', ' ')}{extra}")
         elif kind == "alarm_set":
-            print(f"  ALARM {ev.get('code')}: {ev.get('text')}")
+            self._say(f"  ALARM {ev.get('code')}: {ev.get('text')}")
 
     def _print_progress(self) -> None:
         st = self.status
         job = st.get("job") or {}
         t = self.telemetry
+        if self.live:
+            if self._bar_done or (not job and not self._bar_shown and not self.units_ended):
+                return  # no job yet: nothing to draw
+            self._frac = max(self._frac, job_fraction(job, self.units, self.units_ended))
+            line = progress_bar(st, t, self.units, self.units_ended, self._frac)
+            if line != self._last_line or not self._bar_shown:
+                self._last_line = line
+                sys.stdout.write("\r" + line + CLEAR_LINE)
+                sys.stdout.flush()
+                self._bar_shown = True
+            return
         unit = f"unit {job.get('unit')} of {self.units}" if job else "no job"
         line = (
             f"[{st.get('state', '?'):>11}] {unit:<14} step {job.get('step', '-'):<12} "
@@ -103,6 +143,42 @@ class Watch:
                     await self.changed.wait()
             except TimeoutError:
                 continue
+
+
+def job_fraction(job: dict[str, Any] | None, units: int, units_ended: int) -> float:
+    """How far the job is, 0..1: units ended, plus the current unit's step among the steps."""
+    if units <= 0:
+        return 0.0
+    done = min(units, units_ended)
+    if job and done < units:
+        step = str(job.get("step") or "")
+        if step in STEPS:
+            done_f = done + STEPS.index(step) / (len(STEPS) - 1)
+            return min(1.0, done_f / units)
+    return done / units
+
+
+def progress_bar(
+    status: dict[str, Any],
+    telemetry: dict[str, Any],
+    units: int,
+    units_ended: int,
+    floor: float = 0.0,
+) -> str:
+    """One line: the bar, the percentage, unit n of N, the step, the state and two readings.
+
+    ``floor``: the fraction drawn last; the bar never goes back (between a unit's last step and
+    its ``unit_completed`` event the status already names the next unit's first step).
+    """
+    job = status.get("job") or {}
+    frac = max(floor, job_fraction(job, units, units_ended))
+    filled = round(frac * BAR_WIDTH)
+    unit = job.get("unit") if job else min(units, units_ended)
+    return (
+        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {frac * 100:3.0f}%  unit {unit} of "
+        f"{units}  step {job.get('step', '-') if job else '-':<13} {status.get('state', '?'):<9} "
+        f"solder {_num(telemetry.get('solder_temp_c'))} C  O2 {_num(telemetry.get('o2_ppm'))} ppm"
+    )
 
 
 def _num(value: Any) -> str:
@@ -176,6 +252,7 @@ async def drive(stack: BoothStack, units: int, recipe: str) -> bool:
 
             await watch.until("the job to end", JOB_TIMEOUT_S, ended)
             elapsed = time.monotonic() - started
+            watch.end_bar()
             reply = await send_command(commander, stack.booth_id, "get_job", {"lot_id": lot_id}, 10)
             job = reply["result"]
             print(_summary(job, elapsed))

@@ -111,6 +111,30 @@ class MetricsConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)]
 
 
+class HmiConfig(_Strict):
+    """The operator's web page (CONTRACT section 7); loopback by default. To serve the LAN, set
+    ``host`` and either give ``tls_cert``/``tls_key`` or put a TLS reverse proxy in front
+    (docs/operations.md)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    #: PEM files (relative to the config file): serve HTTPS. Both or neither.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Mark the session cookie Secure (set it behind an HTTPS proxy; implied by tls_cert).
+    secure_cookie: bool = False
+    #: A session ends after this long without a request.
+    session_idle_s: Annotated[float, Field(ge=60, le=7 * 86_400)] = 8 * 3600.0
+    #: Minutes of readings the trend charts show.
+    trend_minutes: Annotated[int, Field(ge=1, le=60)] = 10
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HmiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("hmi.tls_cert and hmi.tls_key go together: give both or neither")
+        return self
+
+
 class RecordsConfig(_Strict):
     path: str
     recipes_dir: str = "recipes"
@@ -203,6 +227,8 @@ class BoothConfig(_Strict):
     telemetry: TelemetryConfig = TelemetryConfig()
     #: Absent: no metrics endpoint.
     metrics: MetricsConfig | None = None
+    #: Absent: no HMI.
+    hmi: HmiConfig | None = None
     records: RecordsConfig
     booth: BoothGeometry
     limits: LimitsConfig = LimitsConfig()

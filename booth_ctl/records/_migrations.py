@@ -132,6 +132,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             SET source_link = CASE WHEN who LIKE 'boothctl:%' THEN 'cli' ELSE 'mqtt' END;
         """,
     ),
+    (
+        5,
+        # The HMI's users (booth_ctl.records._users): a scrypt hash per user, never the password;
+        # the failed logins in a row and the end of a lockout live with the user, so a restart
+        # of the supervisor does not lift a lockout.
+        """
+        CREATE TABLE hmi_users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            pw_hash TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            changed_at REAL NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            locked_until REAL NOT NULL DEFAULT 0
+        );
+        """,
+    ),
 )
 
 

@@ -7,16 +7,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from booth_ctl.config._booth import LoadedConfig, RecordsConfig
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import Event
+from booth_ctl.links.hmi import FanOut, Hmi
 from booth_ctl.links.mqtt import records_and_link
 from booth_ctl.records import Purged, Records
 from booth_ctl.runtime._metrics import BoothCollector, MetricsServer, outbox_depth_of
-from booth_ctl.runtime._supervisor import Supervisor
+from booth_ctl.runtime._supervisor import StatusSink, Supervisor
 
 log = logging.getLogger("booth_ctl")
 #: The journal gets one line per event of these kinds (the MES gets every event anyway).
@@ -139,17 +140,24 @@ async def run_daemon(
     async with records_and_link(loaded, controller, ready) as (records, link):
         vessel_dips, flux_dips = await records.call(records.store.dip_counts)
         controller.restore_counters(vessel_dips, flux_dips)
+        extra_tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "records-purge": lambda: purge_records(
+                records, loaded.config.records, first_s=PURGE_FIRST_S, every_s=PURGE_EVERY_S
+            )
+        }
+        status: StatusSink = link
+        if loaded.config.hmi is not None:
+            # The operator's page: fed beside the MES link, served in the supervisor's tasks.
+            hmi = Hmi(loaded, loaded.config.hmi, link.authority, records)
+            status = FanOut(link, hmi.feed)
+            extra_tasks["hmi"] = hmi.serve
         supervisor = Supervisor(
             loaded,
             controller=controller,
             events=LoggedEvents(records),
-            status=link,
+            status=status,
             ready=ready,
-            extra_tasks={
-                "records-purge": lambda: purge_records(
-                    records, loaded.config.records, first_s=PURGE_FIRST_S, every_s=PURGE_EVERY_S
-                )
-            },
+            extra_tasks=extra_tasks,
         )
         async with contextlib.AsyncExitStack() as stack:
             metrics = loaded.config.metrics
