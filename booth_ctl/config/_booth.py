@@ -73,6 +73,20 @@ class MetricsConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)]
 
 
+class GemConfig(_Strict):
+    """The SECS/GEM equipment interface (HSMS-SS passive entity); CONTRACT §8, docs/gem.md."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    #: The HSMS session id (SECS device id) hosts must address.
+    device_id: Annotated[int, Field(ge=0, le=32767)] = 0
+    #: HSMS timers (SEMI E37): reply, control transaction, not selected, inter-character.
+    t3_s: Annotated[float, Field(ge=1, le=600)] = 45.0
+    t6_s: Annotated[float, Field(ge=1, le=240)] = 5.0
+    t7_s: Annotated[float, Field(ge=1, le=240)] = 10.0
+    t8_s: Annotated[float, Field(ge=1, le=120)] = 5.0
+
+
 #: Seconds in a day (the keep times of the records are in days).
 DAY_S = 86_400
 
@@ -154,6 +168,8 @@ class BoothConfig(_Strict):
     telemetry: TelemetryConfig = TelemetryConfig()
     #: Absent: no metrics endpoint.
     metrics: MetricsConfig | None = None
+    #: Absent: no SECS/GEM link.
+    gem: GemConfig | None = None
     records: RecordsConfig
     booth: BoothGeometry
     limits: LimitsConfig = LimitsConfig()

@@ -13,6 +13,7 @@ from typing import Any
 from booth_ctl.config._booth import LoadedConfig, RecordsConfig
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import Event
+from booth_ctl.links.gem import GemLink, Source, authority_for
 from booth_ctl.links.mqtt._link import records_and_link
 from booth_ctl.records._recorder import Records
 from booth_ctl.records._store import Purged
@@ -159,5 +160,18 @@ async def run_daemon(
                     log.error(
                         "metrics.port %s:%d: cannot listen: %s", metrics.host, metrics.port, exc
                     )
+            gem = loaded.config.gem
+            if gem is not None:
+                # The SECS/GEM link: one host over HSMS, commands through the one authority.
+                await stack.enter_async_context(
+                    GemLink(
+                        gem,
+                        records,
+                        authority_for(loaded, controller, records),
+                        Source("gem"),
+                        status=controller.status,
+                        telemetry=supervisor.telemetry,
+                    )
+                )
             await supervisor.run(stop)
     log.info("supervisor stopped")
