@@ -11,9 +11,28 @@ from typing import Any
 import secsgem.common
 import secsgem.gem
 import secsgem.hsms
+from secsgem.secs.functions.base import SecsStreamFunction
 
 #: Every wait on the host has this deadline unless a test says otherwise.
 WAIT_S = 15.0
+
+
+class S2F31(SecsStreamFunction):
+    """Date and time set request (secsgem 0.3.0 lacks it)."""
+
+    _stream, _function = 2, 31
+    _data_format = "< TIME >"
+    _to_host, _to_equipment = False, True
+    _has_reply, _is_reply_required, _is_multi_block = True, True, False
+
+
+class S2F32(SecsStreamFunction):
+    """Date and time set acknowledge: TIACK, one byte (B[1] like TIAACK)."""
+
+    _stream, _function = 2, 32
+    _data_format = "< TIAACK >"
+    _to_host, _to_equipment = True, False
+    _has_reply, _is_reply_required, _is_multi_block = False, False, False
 
 
 class Host(secsgem.gem.GemHostHandler):
@@ -27,6 +46,8 @@ class Host(secsgem.gem.GemHostHandler):
             device_type=secsgem.common.DeviceType.HOST,
             session_id=device_id,
         )
+        settings.streams_functions.update(S2F31)
+        settings.streams_functions.update(S2F32)
         super().__init__(settings)
         self._communicate = communicate
         self._lock = threading.Lock()
@@ -71,6 +92,8 @@ class Host(secsgem.gem.GemHostHandler):
         """Send a primary message and return its decoded reply (secsgem's data items)."""
         sf = self.stream_function(stream, function)
         msg = sf() if data is None else sf(data)
+        # W-bit always: some primaries (S5F3, S10F3) have an optional reply secsgem omits.
+        dict.__setattr__(msg, "is_reply_required", True)
         reply = self.send_and_waitfor_response(msg)
         if reply is None:
             raise AssertionError(f"no reply to S{stream}F{function}")
@@ -79,8 +102,8 @@ class Host(secsgem.gem.GemHostHandler):
     def wait(self, check: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
-            with self._lock:
-                got = check()
+            # No lock here: check() may ask the equipment, whose events arrive meanwhile.
+            got = check()
             if got:
                 return got
             if time.monotonic() > deadline:
