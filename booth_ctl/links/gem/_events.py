@@ -47,6 +47,8 @@ class EventPump:
         #: past the cursor is the spool.
         self._boundary = 0
         self._need_boundary = True
+        #: Set while a spool waits for the host's S6F23 (EC 2003 = 1).
+        self.held = False
         #: Seq of the event whose S5F1 went out already (its S6F11 is still owed).
         self._alarm_sent = 0
         self.sent = 0
@@ -71,6 +73,23 @@ class EventPump:
     def spooled(self) -> int:
         return max(0, self._boundary - self.cursor)
 
+    async def settle(self) -> int:
+        """After communication is (re-)established: fix what the spool is; its size."""
+        if self._need_boundary:
+            self._need_boundary = False
+            last = await self._records.call(self._records.store.last_seq)
+            self._boundary = max(self.cursor, last)
+            if self.spooled():
+                self.held = self._eq.state.ecs.get(2003, 0) == 1
+                log.info("GEM: %d spooled events %s", self.spooled(),
+                         "wait for the host's S6F23" if self.held else "to send")
+        return self.spooled()
+
+    def transmit(self) -> None:
+        """S6F23 transmit: the spool goes out now (it is already going unless held)."""
+        self.held = False
+        self.wake()
+
     async def purge(self) -> int:
         dropped = self.spooled()
         if dropped:
@@ -78,6 +97,8 @@ class EventPump:
             await self._records.call(
                 _gem_store.reset_link_cursor, self._records.store, LINK, self.cursor
             )
+        self.held = False
+        self.wake()
         return dropped
 
     # ------------------------------------------------------------------ the loop
@@ -86,16 +107,14 @@ class EventPump:
         store = self._records.store
         eq = self._eq
         while True:
-            if not eq.can_send:
+            if not eq.can_send or self.held:
                 eq.changed.clear()
-                if not eq.can_send:
+                if not eq.can_send or self.held:
                     await eq.changed.wait()
                 continue
             if self._need_boundary:
-                self._need_boundary = False
-                self._boundary = max(self.cursor, await self._records.call(store.last_seq))
-                if self.spooled():
-                    log.info("GEM: %d spooled events to send", self.spooled())
+                await self.settle()
+                continue
             eq.changed.clear()
             batch = await self._records.call(_gem_store.events_after, store, self.cursor, BATCH)
             if not batch:

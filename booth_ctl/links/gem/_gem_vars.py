@@ -180,6 +180,9 @@ class Ec:
 ECS: tuple[Ec, ...] = (
     Ec(2001, "EstablishCommunicationsTimeout", Fmt.U2, 1, 240, 10, "s"),
     Ec(2002, "TimeFormat", Fmt.U1, 0, 2, 1),
+    #: 0: the spool goes out by itself, in order, when the host is back; 1: it waits for the
+    #: host's S6F23 (transmit or purge), new events queued behind it (SEMI E30 strictly).
+    Ec(2003, "SpoolTransmitOnRequest", Fmt.U1, 0, 1, 0),
 )
 EC_BY_ID = {e.id: e for e in ECS}
 

@@ -81,8 +81,9 @@ class GemLink:
             seq=lambda: self.pump.cursor if self.pump else 0,
             submit=self._submit,
             on_communicating=lambda: self.pump.on_communicating() if self.pump else None,
-            spooled=lambda: self.pump.spooled() if self.pump else 0,
+            spooled=self._spooled,
             purge_spool=self._purge,
+            transmit_spool=lambda: self.pump.transmit() if self.pump else None,
             terminal=self._terminal,
         )
         eq = Equipment(state, save=self._save, deps=services)
@@ -142,6 +143,10 @@ class GemLink:
         await self._records.call(
             _gem_store.put_gem_settings, self._records.store, self.equipment.state.settings()
         )
+
+    async def _spooled(self) -> int:
+        assert self.pump is not None
+        return await self.pump.settle()
 
     async def _purge(self) -> int:
         assert self.pump is not None

@@ -58,8 +58,9 @@ class Services:
     submit: Submit
     on_communicating: Callable[[], None]
     #: Spooled messages waiting (S6F23 transmit) and dropping them (S6F23 purge).
-    spooled: Callable[[], int]
+    spooled: Callable[[], Awaitable[int]]
     purge_spool: Callable[[], Awaitable[int]]
+    transmit_spool: Callable[[], None]
     terminal: Callable[[int, str], None]
 
 
@@ -267,13 +268,15 @@ async def _s5f7(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 async def _s6f23(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     assert item is not None
     rsdc = int(item.scalar)
-    waiting = eq.deps.spooled()
+    waiting = await eq.deps.spooled()
     if not waiting:
         return 24, B(2)  # no spooled data
     if rsdc == 1:
         dropped = await eq.deps.purge_spool()
         log.warning("GEM: the host purged %d spooled events", dropped)
-    # RSDC 0: the spool is being sent already, in order, ahead of new events.
+    else:
+        # RSDC 0: in order, ahead of new events (already under way unless EC 2003 held it).
+        eq.deps.transmit_spool()
     return 24, B(0)
 
 

@@ -43,7 +43,9 @@ def wait_listening(port: int, timeout_s: float = 30.0) -> None:
             return
         except OSError as exc:
             if time.monotonic() > deadline:
-                raise AssertionError(f"GEM port {port} not listening within {timeout_s} s: {exc}")
+                raise AssertionError(
+                    f"GEM port {port} not listening within {timeout_s} s: {exc}"
+                ) from exc
             time.sleep(0.05)
 
 
@@ -56,9 +58,11 @@ class GemBooth:
         return Host(self.port, **kw)
 
     def restart_supervisor(self) -> None:
+        """Stop and start ``boothctl run``; back when its GEM port listens (no host connects,
+        so whatever is spooled stays for the next host)."""
         self.stack.supervisor.stop()
         self.stack.start_supervisor()
-        self.ready()
+        wait_listening(self.port)
 
     def ready(self) -> None:
         wait_listening(self.port)
