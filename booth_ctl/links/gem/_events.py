@@ -2,9 +2,10 @@
 
 Gap-free and in order: an event is sent only after every earlier one was answered (or skipped
 because the host disabled it), and the cursor (``link_cursors``, link ``gem``) moves past it
-only then, durably. While the link is down or OFF-LINE the cursor stands still: that is the spool
-(S6F11/S5F1, per S2F43), kept in the outbox across restarts and sent, in order, when the host is
-back, ahead of anything new. S6F23 purge moves the cursor past the spool.
+only then, durably (once per batch: after a crash the host may see the tail of a batch twice,
+with the same DATAID, never a gap). While the link is down or OFF-LINE the cursor stands
+still: that is the spool (S6F11/S5F1, per S2F43), kept in the outbox across restarts and sent,
+in order, when the host is back, ahead of anything new. S6F23 purge moves the cursor past it.
 """
 
 from __future__ import annotations
@@ -120,18 +121,26 @@ class EventPump:
             if not batch:
                 await eq.changed.wait()
                 continue
+            before = self.cursor
             try:
                 for ev in batch:
                     if not eq.can_send:
                         break
                     await self._deliver(ev)
                     self.cursor = int(ev["seq"])
-                    await self._records.call(_gem_store.set_link_cursor, store, LINK, self.cursor)
             except ConnectionClosed:
                 continue
             except ReplyTimeout as exc:
                 log.warning("GEM: %s; the event is sent again in %.0f s", exc, RETRY_S)
                 await asyncio.sleep(RETRY_S)
+            finally:
+                # Once per batch, not per event: a commit is an fsync, and an event must not
+                # wait for the one before it to be put on record. A crash between the two
+                # sends the rest of a batch again (the same DATAID: the seq), never a gap.
+                if self.cursor != before:
+                    await self._records.call(
+                        _gem_store.set_link_cursor, store, LINK, self.cursor
+                    )
 
     async def _deliver(self, ev: dict[str, Any]) -> None:
         eq = self._eq
