@@ -117,3 +117,27 @@ def test_constant_defaults_are_in_range(ec: object) -> None:
     from booth_ctl.links.gem._gem_vars import Ec
 
     assert isinstance(ec, Ec) and ec.min <= ec.default <= ec.max
+
+
+def test_the_gem_table_is_checked_at_load() -> None:
+    import tomllib
+
+    from booth_ctl.config._booth import config_from_dict
+    from drivers import ConfigError
+    from tests._util import CONFIG_DIR
+
+    path = CONFIG_DIR / "booth-sim.toml"
+    data = tomllib.loads(path.read_text())
+    assert config_from_dict(data, path).config.gem is None
+    data["gem"] = {"port": 5000}
+    gem = config_from_dict(data, path).config.gem
+    assert gem is not None and (gem.host, gem.device_id, gem.t3_s) == ("127.0.0.1", 0, 45.0)
+    for bad, why in [
+        ({"port": 5000, "session": 1}, r"gem\.session: Extra inputs"),
+        ({"port": 0}, r"gem\.port: .*1"),
+        ({"port": 5000, "device_id": 40000}, r"gem\.device_id: .*32767"),
+        ({"host": "127.0.0.1"}, r"gem\.port: Field required"),
+    ]:
+        data["gem"] = bad
+        with pytest.raises(ConfigError, match=why):
+            config_from_dict(data, path)
