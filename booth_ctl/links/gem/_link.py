@@ -30,6 +30,8 @@ MODE_POLL_S = 0.5
 #: Host terminal messages kept for the HMI and tests.
 TERMINAL_KEEP = 50
 TERMINAL_TEXT_MAX = 1000
+#: A port that cannot be listened on is tried again this often.
+LISTEN_RETRY_S = 5.0
 
 
 class SourceLike(Protocol):
@@ -65,6 +67,8 @@ class GemLink:
         self.server: HsmsServer | None = None
         self.terminal_messages: list[tuple[int, str]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: Set while the HSMS port is listening.
+        self.listening = asyncio.Event()
 
     @property
     def port(self) -> int:
@@ -93,16 +97,37 @@ class GemLink:
         await pump.load()
         self.pump = pump
         self._records.on_committed(pump.wake)
-        c = self._cfg
-        self.server = HsmsServer(
-            c.host, c.port, c.device_id, eq, Timers(c.t3_s, c.t6_s, c.t7_s, c.t8_s)
-        )
-        await self.server.__aenter__()
         self._tasks = [
+            asyncio.create_task(self._serve(eq), name="gem-hsms"),
             asyncio.create_task(pump.run(), name="gem-events"),
             asyncio.create_task(self._watch_mode(), name="gem-mode"),
         ]
         return self
+
+    async def _serve(self, eq: Equipment) -> None:
+        """Listen; a port that cannot be had is logged and tried again (the booth runs on)."""
+        c = self._cfg
+        failing = False
+        while True:
+            server = HsmsServer(
+                c.host, c.port, c.device_id, eq, Timers(c.t3_s, c.t6_s, c.t7_s, c.t8_s)
+            )
+            try:
+                async with server:
+                    if failing:
+                        log.warning("GEM: listening on %s:%d again", c.host, c.port)
+                        failing = False
+                    self.server = server
+                    self.listening.set()
+                    await asyncio.Future()  # until cancelled at the link's exit
+            except OSError as exc:
+                if not failing:
+                    log.error("gem.port %s:%d: cannot listen: %s (tried again every %.0f s)",
+                              c.host, c.port, exc, LISTEN_RETRY_S)
+                    failing = True
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(LISTEN_RETRY_S)
 
     async def __aexit__(
         self,
@@ -110,14 +135,11 @@ class GemLink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            if self.server is not None:
-                await self.server.__aexit__(exc_type, exc, tb)
-        finally:
-            for t in self._tasks:
-                t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks = []
+        # The HSMS server goes first (it says separate to a connected host), then the rest.
+        for t in self._tasks:
+            t.cancel()
+            await asyncio.gather(t, return_exceptions=True)
+        self._tasks = []
 
     # ------------------------------------------------------------------ services
 
