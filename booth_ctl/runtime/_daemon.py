@@ -118,6 +118,27 @@ async def purge_records(
         await asyncio.sleep(every_s)
 
 
+def gem_readings(supervisor: Supervisor) -> Callable[[], dict[str, Any]]:
+    """The readings GEM's status variables show, read from the signals as they are now.
+
+    Not ``supervisor.telemetry()``: that also works out the scan's figures over the last minute
+    (milliseconds of sorting), which a host polling S1F3 would put on the scan's loop.
+    """
+    cfg = supervisor.cfg
+    first = next(iter(cfg.vessels.values()))
+    temp_key = f"{first.controller}.pv_c"
+    o2_key = f"{cfg.device_of_kind('o2_analyzer')}.ppm"
+
+    def readings() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, key in (("solder_temp_c", temp_key), ("o2_ppm", o2_key)):
+            r = supervisor.signals.get(key)
+            out[name] = None if r is None or r.value is None else round(float(r.value), 2)
+        return out
+
+    return readings
+
+
 async def run_daemon(
     loaded: LoadedConfig, install_stop: Callable[[asyncio.Event], None] | None = None
 ) -> None:
@@ -170,7 +191,7 @@ async def run_daemon(
                         authority_for(loaded, controller, records),
                         Source("gem"),
                         status=controller.status,
-                        telemetry=supervisor.telemetry,
+                        telemetry=gem_readings(supervisor),
                     )
                 )
             await supervisor.run(stop)
