@@ -13,8 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from booth_ctl.links.gem import _services
 from booth_ctl.links.gem._gem_state import GemState
@@ -149,7 +148,7 @@ class Equipment:
         """E30 WAIT CRA: S1F13 now, and again every EstablishCommunicationsTimeout."""
         while not self.communicating.is_set() and conn.selected:
             try:
-                reply = await conn.request(1, 13, L())
+                reply = await conn.request(1, 13, L(A(MDLN), A(SOFTREV)))
                 if reply is not None and reply.items and reply.items[0].scalar == COMMACK_OK:
                     self._communicating()
                     return
@@ -190,12 +189,12 @@ async def _s1f1(eq: Equipment, item: Item | None, frame: Frame) -> tuple[int, It
 
 
 async def _s1f3(eq: Equipment, item: Item | None, frame: Frame) -> tuple[int, Item | None]:
-    svids = [int(v.scalar) for v in item.items] if item is not None else []
+    svids = _services.ids_of(item)
     return 4, L(*eq.sv_items(svids or [v.id for v in SVS]))
 
 
 async def _s1f11(eq: Equipment, item: Item | None, frame: Frame) -> tuple[int, Item | None]:
-    svids = [int(v.scalar) for v in item.items] if item is not None else []
+    svids = _services.ids_of(item)
     rows = []
     for svid in svids or [v.id for v in SVS]:
         var = SV_BY_ID.get(svid)
@@ -226,11 +225,3 @@ async def _s1f17(eq: Equipment, item: Item | None, frame: Frame) -> tuple[int, I
     eq._changed()
     return 18, B(ONLACK_OK)
 
-
-def as_python(item: Item) -> Any:
-    """A CPVAL as the command's JSON argument."""
-    return item.python()
-
-
-def mapping_of(pairs: list[Item]) -> Mapping[str, Any]:
-    return {p.items[0].text: as_python(p.items[1]) for p in pairs}

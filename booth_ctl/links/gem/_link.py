@@ -18,7 +18,8 @@ from booth_ctl.config._booth import GemConfig
 from booth_ctl.links.gem._equipment import Equipment
 from booth_ctl.links.gem._events import EventPump
 from booth_ctl.links.gem._gem_state import GemState
-from booth_ctl.links.gem._hsms import HsmsServer, Timers
+from booth_ctl.links.gem._hsms import Timers
+from booth_ctl.links.gem._hsms_server import HsmsServer
 from booth_ctl.links.gem._services import Services
 from booth_ctl.records import _gem_store
 from booth_ctl.records._recorder import Records

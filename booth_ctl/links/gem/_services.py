@@ -67,7 +67,7 @@ class Services:
 Reply = tuple[int, Item | None]
 
 
-def _ints(item: Item | None) -> list[int]:
+def ids_of(item: Item | None) -> list[int]:
     """A list of ids: an L of numeric items, or one numeric array item."""
     if item is None:
         return []
@@ -81,7 +81,7 @@ def _ints(item: Item | None) -> list[int]:
 
 
 async def _s2f13(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    ecids = _ints(item) or [e.id for e in ECS]
+    ecids = ids_of(item) or [e.id for e in ECS]
     out = [value_item(EC_BY_ID[e], eq.state.ecs[e]) if e in EC_BY_ID else L() for e in ecids]
     return 14, L(*out)
 
@@ -97,7 +97,7 @@ async def _s2f15(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 async def _s2f29(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     rows = []
-    for ecid in _ints(item) or [e.id for e in ECS]:
+    for ecid in ids_of(item) or [e.id for e in ECS]:
         ec = EC_BY_ID.get(ecid)
         if ec is None:
             rows.append(L(U4(ecid), A(""), A(""), A(""), A(""), A("")))
@@ -138,7 +138,7 @@ async def _s2f31(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 async def _s2f33(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     assert item is not None
-    defs = [(int(r.items[0].scalar), _ints(r.items[1])) for r in item.items[1].items]
+    defs = [(int(r.items[0].scalar), ids_of(r.items[1])) for r in item.items[1].items]
     drack = eq.state.define_reports(defs)
     if drack == 0:
         await eq.save()
@@ -147,7 +147,7 @@ async def _s2f33(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 async def _s2f35(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     assert item is not None
-    defs = [(int(r.items[0].scalar), _ints(r.items[1])) for r in item.items[1].items]
+    defs = [(int(r.items[0].scalar), ids_of(r.items[1])) for r in item.items[1].items]
     lrack = eq.state.link_reports(defs)
     if lrack == 0:
         await eq.save()
@@ -157,7 +157,7 @@ async def _s2f35(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 async def _s2f37(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     assert item is not None
     enable = bool(item.items[0].scalar)
-    erack = eq.state.enable_events(enable, _ints(item.items[1]))
+    erack = eq.state.enable_events(enable, ids_of(item.items[1]))
     if erack == 0:
         await eq.save()
     return 38, B(erack)
@@ -165,7 +165,7 @@ async def _s2f37(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 async def _s2f43(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     assert item is not None
-    streams = [(int(s.items[0].scalar), _ints(s.items[1])) for s in item.items]
+    streams = [(int(s.items[0].scalar), ids_of(s.items[1])) for s in item.items]
     rspack, errors = eq.state.set_spool(streams)
     if rspack == 0:
         await eq.save()
@@ -227,7 +227,7 @@ async def _s5f3(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     aled = item.items[0].value
     enable = bool((aled[0] if isinstance(aled, bytes) and aled else 0) & 0x80)
     alid_item = item.items[1]
-    ids = _ints(alid_item)
+    ids = ids_of(alid_item)
     ackc5 = eq.state.enable_alarm(enable, ids[0] if ids else None)
     if ackc5 == 0:
         await eq.save()
@@ -252,7 +252,7 @@ def _alarm_rows(eq: Equipment, alids: list[int], only_enabled: bool) -> list[Ite
 
 
 async def _s5f5(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    alids = _ints(item)
+    alids = ids_of(item)
     if any(a not in ALARM_BY_ALID for a in alids):
         raise SecsFormatError(f"unknown ALID in {alids}")
     return 6, L(*_alarm_rows(eq, alids, only_enabled=False))
