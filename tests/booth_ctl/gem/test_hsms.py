@@ -11,13 +11,13 @@ import pytest
 
 from booth_ctl.links.gem._hsms import (
     HsmsConnection,
-    HsmsServer,
     ReplyTimeout,
     Timers,
     unknown_function,
     unknown_stream,
 )
 from booth_ctl.links.gem._hsms_frame import Frame, SType, control, data, parse
+from booth_ctl.links.gem._hsms_server import HsmsServer
 from booth_ctl.links.gem._secs2 import U1, A, Item, decode, encode
 from tests._util import wait_for
 
