@@ -3,6 +3,10 @@ supervisor; purge; and 20 reconnect cycles that leave nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from pathlib import Path
+
 import secsgem.secs
 
 from tests.booth_ctl.gem._host import Host
@@ -13,6 +17,15 @@ SEQ = 1001
 
 def seqs(h: Host) -> list[int]:
     return [e["dataid"] for e in h.received]
+
+
+def newest_seq(booth: GemBooth) -> int:
+    """The newest event's seq, read from the records (read-only, beside the supervisor)."""
+    path = Path(booth.stack.data["records"]["path"])
+    if not path.is_absolute():
+        path = booth.stack.config.parent / path
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT MAX(seq) FROM events").fetchone()[0])
 
 
 def cycle_state(booth: GemBooth) -> None:
@@ -92,3 +105,26 @@ def test_twenty_reconnect_cycles_leave_nothing_behind(gem_booth: GemBooth) -> No
             assert h.ask(1, 3, [1]).get()[0]
     after = gem_booth.open_fds()
     assert after <= before + 2, f"file descriptors grew from {before} to {after}"
+
+
+def test_streams_not_spooled_are_dropped_while_away(gem_booth: GemBooth) -> None:
+    with gem_booth.host() as h:
+        refused = h.ask(2, 43, [{"STRID": 1, "FCNID": []}]).get()
+        assert refused["RSPACK"] == 1 and refused["DATA"][0]["STRACK"] == 1
+        # Spool S5F1 only: the state changes made while the host is away are not kept for it.
+        assert h.ask(2, 43, [{"STRID": 5, "FCNID": [1]}]).get()["RSPACK"] == 0
+        last = h.wait(lambda: h.ask(1, 3, [9]).get()[0], "the cursor")
+    try:
+        cycle_state(gem_booth)
+        # What was stored while the host was away (later events are live, and go).
+        away = newest_seq(gem_booth)
+        assert away > last
+        with gem_booth.host() as h:
+            mqtt_send(gem_booth.stack, "reset")
+            h.wait(lambda: any(e["ceid"] == 1 for e in h.received), "a live state change")
+            kept = [e["dataid"] for e in h.received if e["dataid"] <= away]
+            assert not kept, f"S6F11 of events from while away, not spooled: {kept}"
+    finally:
+        with gem_booth.host() as h:
+            assert h.ask(2, 43, [{"STRID": 5, "FCNID": []}, {"STRID": 6, "FCNID": [11]}]
+                         ).get()["RSPACK"] == 0
