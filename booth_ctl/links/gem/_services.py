@@ -67,6 +67,13 @@ class Services:
 Reply = tuple[int, Item | None]
 
 
+def _text(item: Item | None) -> Item:
+    """The message's text; a header-only message where text is needed is illegal data."""
+    if item is None:
+        raise SecsFormatError("the message has no text")
+    return item
+
+
 def ids_of(item: Item | None) -> list[int]:
     """A list of ids: an L of numeric items, or one numeric array item."""
     if item is None:
@@ -87,7 +94,7 @@ async def _s2f13(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s2f15(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     pairs = [(int(p.items[0].scalar), p.items[1].python()) for p in item.items]
     eac = eq.state.set_ecs(pairs)
     if eac == 0:
@@ -114,7 +121,7 @@ async def _s2f17(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 async def _s2f31(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     """The host's time sets the equipment's GEM clock (an offset kept across restarts); the
     machine's own clock is not changed (that is the operating system's, kept by NTP)."""
-    assert item is not None
+    item = _text(item)
     text = item.text.strip()
     when: dt.datetime | None = None
     for fmt in TIME_FORMATS:
@@ -137,7 +144,7 @@ async def _s2f31(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s2f33(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     defs = [(int(r.items[0].scalar), ids_of(r.items[1])) for r in item.items[1].items]
     drack = eq.state.define_reports(defs)
     if drack == 0:
@@ -146,7 +153,7 @@ async def _s2f33(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s2f35(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     defs = [(int(r.items[0].scalar), ids_of(r.items[1])) for r in item.items[1].items]
     lrack = eq.state.link_reports(defs)
     if lrack == 0:
@@ -155,7 +162,7 @@ async def _s2f35(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s2f37(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     enable = bool(item.items[0].scalar)
     erack = eq.state.enable_events(enable, ids_of(item.items[1]))
     if erack == 0:
@@ -164,7 +171,7 @@ async def _s2f37(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s2f43(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     streams = [(int(s.items[0].scalar), ids_of(s.items[1])) for s in item.items]
     rspack, errors = eq.state.set_spool(streams)
     if rspack == 0:
@@ -178,7 +185,7 @@ async def _s2f43(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s2f41(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     rcmd = item.items[0].text
     params = item.items[1].items
     body: dict[str, Any] = {"request_id": f"gem-{frame.system}-{uuid.uuid4().hex[:12]}"}
@@ -223,7 +230,7 @@ def _cpval(name: str, item: Item) -> Any:
 
 
 async def _s5f3(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     aled = item.items[0].value
     enable = bool((aled[0] if isinstance(aled, bytes) and aled else 0) & 0x80)
     alid_item = item.items[1]
@@ -266,7 +273,7 @@ async def _s5f7(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s6f23(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     rsdc = int(item.scalar)
     waiting = await eq.deps.spooled()
     if not waiting:
@@ -290,7 +297,7 @@ async def _s7f19(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s7f5(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     ppid = item.text
     reply = await eq.deps.submit("get_recipe", {"request_id": _rid(frame), "name": ppid})
     if not reply or not reply.get("ok"):
@@ -300,7 +307,7 @@ async def _s7f5(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s7f3(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     ppid = item.items[0].text
     raw = item.items[1].python()
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
@@ -321,7 +328,7 @@ def _rid(frame: Frame) -> str:
 
 
 async def _s10f3(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     tid = int(item.items[0].scalar)
     text = item.items[1].text
     eq.deps.terminal(tid, text)
@@ -329,7 +336,7 @@ async def _s10f3(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 
 
 async def _s10f5(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    assert item is not None
+    item = _text(item)
     tid = int(item.items[0].scalar)
     text = "\n".join(line.text for line in item.items[1].items)
     eq.deps.terminal(tid, text)
