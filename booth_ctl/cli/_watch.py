@@ -50,6 +50,7 @@ READINGS: tuple[tuple[str, str, str], ...] = (
 SHOWN_EVENTS = frozenset(
     {
         "state_changed",
+        "host_message",
         "alarm_set",
         "alarm_cleared",
         "job_started",

@@ -111,6 +111,7 @@ class MetricsConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)]
 
 
+
 class HmiConfig(_Strict):
     """The operator's web page (CONTRACT section 7); loopback by default. To serve the LAN, set
     ``host`` and either give ``tls_cert``/``tls_key`` or put a TLS reverse proxy in front
@@ -133,6 +134,20 @@ class HmiConfig(_Strict):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("hmi.tls_cert and hmi.tls_key go together: give both or neither")
         return self
+
+
+class GemConfig(_Strict):
+    """The SECS/GEM equipment interface (HSMS-SS passive entity); CONTRACT §8, docs/gem.md."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    #: The HSMS session id (SECS device id) hosts must address.
+    device_id: Annotated[int, Field(ge=0, le=32767)] = 0
+    #: HSMS timers (SEMI E37): reply, control transaction, not selected, inter-character.
+    t3_s: Annotated[float, Field(ge=1, le=600)] = 45.0
+    t6_s: Annotated[float, Field(ge=1, le=240)] = 5.0
+    t7_s: Annotated[float, Field(ge=1, le=240)] = 10.0
+    t8_s: Annotated[float, Field(ge=1, le=120)] = 5.0
 
 
 class RecordsConfig(_Strict):
@@ -229,6 +244,8 @@ class BoothConfig(_Strict):
     metrics: MetricsConfig | None = None
     #: Absent: no HMI.
     hmi: HmiConfig | None = None
+    #: Absent: no SECS/GEM link.
+    gem: GemConfig | None = None
     records: RecordsConfig
     booth: BoothGeometry
     limits: LimitsConfig = LimitsConfig()

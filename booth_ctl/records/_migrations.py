@@ -149,6 +149,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        6,
+        # Each link that sends the events outbox keeps how far it has delivered (its cursor);
+        # the SECS/GEM link keeps its host-made configuration (reports, links, enables,
+        # equipment constants, spooling) as JSON values by key.
+        """
+        CREATE TABLE link_cursors (
+            link TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL
+        );
+        CREATE TABLE gem_settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            changed_at REAL NOT NULL
+        );
+        """,
+    ),
 )
 
 

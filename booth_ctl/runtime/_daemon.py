@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from booth_ctl.commands import Source
 from booth_ctl.config._booth import LoadedConfig, RecordsConfig
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import Event
+from booth_ctl.links.gem import GemLink
 from booth_ctl.links.hmi import FanOut, Hmi
 from booth_ctl.links.mqtt import records_and_link
 from booth_ctl.records import Purged, Records
@@ -122,6 +124,27 @@ async def purge_records(
         await asyncio.sleep(every_s)
 
 
+def gem_readings(supervisor: Supervisor) -> Callable[[], dict[str, Any]]:
+    """The readings GEM's status variables show, read from the signals as they are now.
+
+    Not ``supervisor.telemetry()``: that also works out the scan's figures over the last minute
+    (milliseconds of sorting), which a host polling S1F3 would put on the scan's loop.
+    """
+    cfg = supervisor.cfg
+    first = next(iter(cfg.vessels.values()))
+    temp_key = f"{first.controller}.pv_c"
+    o2_key = f"{cfg.device_of_kind('o2_analyzer')}.ppm"
+
+    def readings() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, key in (("solder_temp_c", temp_key), ("o2_ppm", o2_key)):
+            r = supervisor.signals.get(key)
+            out[name] = None if r is None or r.value is None else round(float(r.value), 2)
+        return out
+
+    return readings
+
+
 async def run_daemon(
     loaded: LoadedConfig, install_stop: Callable[[asyncio.Event], None] | None = None
 ) -> None:
@@ -175,5 +198,18 @@ async def run_daemon(
                     log.error(
                         "metrics.port %s:%d: cannot listen: %s", metrics.host, metrics.port, exc
                     )
+            gem = loaded.config.gem
+            if gem is not None:
+                # The SECS/GEM link: one host over HSMS, commands through the one authority.
+                await stack.enter_async_context(
+                    GemLink(
+                        gem,
+                        records,
+                        link.authority,
+                        Source("gem"),
+                        status=controller.status,
+                        telemetry=gem_readings(supervisor),
+                    )
+                )
             await supervisor.run(stop)
     log.info("supervisor stopped")
