@@ -2,7 +2,7 @@
 (S2F43, S6F23), remote commands (S2F41), process programs (S7) and terminal services (S10).
 
 Remote commands and recipes go through the one command authority, as MQTT's do: what one link
-refuses, the other refuses, and the HCACK says why (AUTHORITY.md's mapping).
+refuses, the other refuses, and the HCACK says why (docs/gem.md: the HCACK of each refusal code).
 """
 
 from __future__ import annotations
