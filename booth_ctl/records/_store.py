@@ -66,7 +66,8 @@ class RecordStore(EventsOutbox, LotReads, CommandAudit, RecipeStore):
           ``list_*``) go once they are past the request_id keep time.
         - Events the broker acknowledged (delivered) older than ``events_keep_days``, except
           the ``dip``, ``flux_dip`` and ``refreshed`` events :meth:`dip_counts` is built from.
-          An undelivered event is never deleted. ``seq`` keeps rising after a purge
+          An undelivered event is never deleted, nor one past the cursor of a link that keeps
+          its own (``link_cursors``: the GEM link's spool). ``seq`` keeps rising after a purge
           (AUTOINCREMENT never hands out a number again).
 
         Jobs, units, dips, the alarm history, recipe versions and the control mode are never
@@ -94,10 +95,13 @@ class RecordStore(EventsOutbox, LotReads, CommandAudit, RecipeStore):
                 "ORDER BY received_at LIMIT ?)",
                 (t - self.request_id_keep_s, cap),
             ).rowcount
-            # The WHERE repeats the partial index's (events_prunable) so SQLite can use it.
+            # The WHERE repeats the partial index's (events_prunable) so SQLite can use it. An
+            # event a link with its own cursor (SECS/GEM) has not sent yet is its spool: kept.
             events = c.execute(
                 "DELETE FROM events WHERE seq IN (SELECT seq FROM events "
-                f"WHERE type NOT IN ({kept}) AND ts < ? AND delivered = 1 ORDER BY ts LIMIT ?)",
+                f"WHERE type NOT IN ({kept}) AND ts < ? AND delivered = 1 "
+                "AND seq <= COALESCE((SELECT MIN(seq) FROM link_cursors), seq) "
+                "ORDER BY ts LIMIT ?)",
                 (events_before, cap),
             ).rowcount
         return Purged(int(commands), int(events))

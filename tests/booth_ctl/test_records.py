@@ -510,6 +510,20 @@ def test_purge_deletes_old_delivered_events_and_keeps_what_the_records_need(
     assert csv_after.getvalue() == csv_before.getvalue()
 
 
+def test_purge_keeps_what_a_link_with_its_own_cursor_has_not_sent(
+    store: RecordStore, clock: _Clock
+) -> None:
+    from booth_ctl.records._gem_store import set_link_cursor
+
+    sent = store.record_event("alarm_set", {"id": "a1", "code": "door_open"})[0]
+    spooled = store.record_event("alarm_cleared", {"id": "a1", "code": "door_open"})[0]
+    store.mark_delivered(spooled)  # the broker took both
+    set_link_cursor(store, "gem", sent)  # the GEM host has been away since
+    clock.t += 31 * DAY
+    assert store.purge(audit_keep_days=90, events_keep_days=30) == Purged(0, 1)
+    assert [e["seq"] for e in store.events()] == [spooled]
+
+
 def test_seq_keeps_rising_after_a_purge_deleted_the_newest_events(
     tmp_path: Path, clock: _Clock
 ) -> None:
