@@ -209,6 +209,24 @@ def test_an_alarm_appears_and_is_acked_from_the_page(
     )
 
 
+def test_a_terminal_message_of_the_host_is_shown(
+    booth: HmiBooth, browser: webdriver.Chrome
+) -> None:
+    login(browser, booth.base, "viewer")
+    wait_testid(browser, "state", lambda e: e.text not in ("", "unknown"))
+    # The GEM link puts a host's S10F3 in the events outbox as host_message (tests/booth_ctl/gem);
+    # here it is written there directly, and the supervisor's next events (an alarm set and
+    # cleared) have the page's feed read the outbox on.
+    with RecordStore(booth.stack.data["records"]["path"]) as store:
+        store.record_event("host_message", {"link": "gem", "terminal": 0, "text": "PM at 14:00"})
+    booth.stack.fault("door_open")
+    try:
+        wait_testid(browser, "alarm-door_open", what="the door alarm")
+    finally:
+        booth.stack.clear("door_open")
+    wait_testid(browser, "host-message", lambda e: "PM at 14:00" in e.text, what="the message")
+
+
 def test_recipe_edit_shows_validation_errors_by_field(
     booth: HmiBooth, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:

@@ -313,6 +313,11 @@ function eventText(e) {
 function onEvents(list) {
   const ol = $("events");
   for (const e of list) {
+    if (e.type === "host_message") {
+      // A terminal message of the fab's host (SECS/GEM S10F3): shown until a newer one comes.
+      $("host-message").textContent = `${new Date(e.ts * 1000).toLocaleTimeString()}  ${e.text}`;
+      $("host-message-card").hidden = false;
+    }
     const li = document.createElement("li");
     li.value = e.seq;
     li.setAttribute("data-testid", `event-${e.seq}`);
