@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
     StateSetMetricFamily,
 )
@@ -31,7 +30,8 @@ from booth_ctl.config._booth import BoothConfig, MetricsConfig
 from booth_ctl.control._image import Snapshot
 from booth_ctl.control._packml import STATES
 from booth_ctl.records import Records
-from booth_ctl.runtime._scanstats import LATENESS_BUCKETS_S, ScanStats
+from booth_ctl.runtime._histograms import PollTimes, lateness_histogram
+from booth_ctl.runtime._scanstats import ScanStats
 from drivers import Quality, Reading
 
 log = logging.getLogger("booth_ctl.metrics")
@@ -61,6 +61,7 @@ class SupervisorView(Protocol):
 
     cfg: BoothConfig
     stats: ScanStats
+    poll_times: PollTimes
 
     def snapshot(self, now: float) -> Snapshot: ...
 
@@ -153,7 +154,8 @@ class BoothCollector(Collector):
         c = CounterMetricFamily("booth_scan_overruns", "Scans that ended after the next deadline")
         c.add_metric([], float(stats.total_overruns))
         yield c
-        yield _lateness_histogram(stats)
+        yield lateness_histogram(stats)
+        yield self._sup.poll_times.metric()
 
     def _readings(self, cfg: BoothConfig, snap: Snapshot) -> Iterator[Metric]:
         temp = GaugeMetricFamily(
@@ -256,22 +258,6 @@ def _number(reading: Reading | None) -> float | None:
     if reading is None or reading.value is None:
         return None
     return float(reading.value)
-
-
-def _lateness_histogram(stats: ScanStats) -> Metric:
-    """Every scan's start lateness since the supervisor started, as a counter histogram."""
-    buckets: list[tuple[str, float]] = []
-    total = 0
-    for bound, count in zip(LATENESS_BUCKETS_S, stats.lateness_counts, strict=False):
-        total += count
-        buckets.append((f"{bound:g}", float(total)))
-    buckets.append(("+Inf", float(stats.total_scans)))
-    return HistogramMetricFamily(
-        "booth_scan_lateness_seconds",
-        "Scan start lateness (after its deadline), every scan since start",
-        buckets=buckets,
-        sum_value=stats.lateness_sum_s,
-    )
 
 
 class MetricsServer:

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from booth_ctl.runtime._histograms import PollTimes
 from booth_ctl.runtime._writer import honour_cancel
 from drivers import Device, Quality, Reading
 
@@ -81,13 +82,18 @@ async def poll(
     *,
     health: DeviceHealth,
     pacer: PollPacer,
+    times: PollTimes | None = None,
 ) -> None:
-    """Polls ``dev`` forever into ``signals`` (keys ``name.point``)."""
+    """Polls ``dev`` forever into ``signals`` (keys ``name.point``); ``times`` gets each
+    poll's duration."""
     prefix = f"{name}."
     await pacer.first()
     while True:
+        start_s = time.monotonic()
         readings = await dev.poll()
         honour_cancel()
+        if times is not None:
+            times.record(name, time.monotonic() - start_s)
         for point, reading in readings.items():
             signals[prefix + point] = reading
         health.update(name, readings)

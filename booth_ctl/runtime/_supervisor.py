@@ -29,6 +29,7 @@ from booth_ctl.runtime._heartbeats import (
     heartbeat_devices,
     heartbeat_period_s,
 )
+from booth_ctl.runtime._histograms import PollTimes
 from booth_ctl.runtime._pollers import STARTUP_GRACE_S, DeviceHealth, PollPacer, poll
 from booth_ctl.runtime._scanstats import ScanStats
 from booth_ctl.runtime._sdnotify import SdNotifier
@@ -104,6 +105,8 @@ class Supervisor:
         self._last_status: dict[str, Any] | None = None
         self._sd = SdNotifier()
         self._health = DeviceHealth()
+        #: Each device's poll durations, for the metrics endpoint.
+        self.poll_times = PollTimes()
         self._heartbeats = Heartbeats(
             self.cfg,
             self.writer,
@@ -140,7 +143,10 @@ class Supervisor:
                         pacer = PollPacer(
                             dev.config.poll_hz, dev.config.rest_hz, self._active, offset_s
                         )
-                        poller = poll(name, dev, self.signals, health=self._health, pacer=pacer)
+                        poller = poll(
+                            name, dev, self.signals, health=self._health, pacer=pacer,
+                            times=self.poll_times,
+                        )
                         tasks.append(tg.create_task(poller, name=f"poll:{name}"))
                         if name in self._outputs:
                             tasks.append(

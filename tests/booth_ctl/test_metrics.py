@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from booth_ctl.config._booth import BoothConfig, MetricsConfig, load_config
 from booth_ctl.control._image import Snapshot
+from booth_ctl.runtime._histograms import PollTimes
 from booth_ctl.runtime._metrics import BoothCollector, MetricsServer
 from booth_ctl.runtime._scanstats import ScanStats
 from devkit.booth import BoothStack
@@ -57,6 +58,7 @@ class FakeSupervisor:
     signals: dict[str, Reading]
     controller: FakeController
     now: float = field(default_factory=time.monotonic)
+    poll_times: PollTimes = field(default_factory=PollTimes)
 
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(now=now, signals=self.signals)
@@ -106,7 +108,10 @@ def supervisor(tmp_path: Path) -> FakeSupervisor:
         ],
         "interlocks": {"door_closed": True, "o2_ok": False},
     }
-    return FakeSupervisor(cfg, stats, signals, FakeController(status))
+    sup = FakeSupervisor(cfg, stats, signals, FakeController(status))
+    for took_s in (0.0008, 0.003, 0.03):
+        sup.poll_times.record("heater1", took_s)
+    return sup
 
 
 async def test_collector_reports_what_the_supervisor_knows(supervisor: FakeSupervisor) -> None:
@@ -148,6 +153,12 @@ async def test_collector_reports_what_the_supervisor_knows(supervisor: FakeSuper
     assert v("booth_device_reading_age_seconds", device="o2") >= 3.0
     assert ("booth_device_reading_age_seconds", (("device", "holder"),)) not in m
     assert v("booth_device_errors_total", device="heater1") == 7.0
+    # Each device's poll time since start, cumulative per bucket (the dashboard's latency panel).
+    assert v("booth_device_poll_seconds_bucket", device="heater1", le="0.001") == 1.0
+    assert v("booth_device_poll_seconds_bucket", device="heater1", le="0.005") == 2.0
+    assert v("booth_device_poll_seconds_bucket", device="heater1", le="+Inf") == 3.0
+    assert v("booth_device_poll_seconds_count", device="heater1") == 3.0
+    assert v("booth_device_poll_seconds_sum", device="heater1") == pytest.approx(0.0338)
     # The scan: 101 samples, lateness 0.1 .. 10 ms and one of 12 ms that overran.
     assert v("booth_scans_total") == 101.0
     assert v("booth_scan_overruns_total") == 1.0
