@@ -34,7 +34,7 @@ from booth_ctl.commands._replies import (
     request_id_of,
     unstorable_request_id,
 )
-from booth_ctl.commands._rules import Mode, Source, allowed, judge, read_only
+from booth_ctl.commands._rules import Mode, Source, allowed, judge, read_only, role_refusal
 from booth_ctl.records import Records
 
 log = logging.getLogger("booth_ctl.commands")
@@ -117,9 +117,13 @@ class Authority:
             cmd = model.model_validate(body)
         except ValidationError as exc:
             return await self._refuse(rid, command, given, source, bad_request(command, exc))
+        args = cmd.model_dump(exclude={"request_id"})
+        # A role that may never do this is told so whatever the state (CONTRACT s.7: 403).
+        forbidden = role_refusal(command, source)
+        if forbidden is not None:
+            return await self._refuse(rid, command, args, source, forbidden)
         if not self.ready.is_set():
             return refusal(rid, command, NOT_READY, NOT_READY_MESSAGE)
-        args = cmd.model_dump(exclude={"request_id"})
         if read_only(command):
             # Every source may read, in either mode. Changes nothing: run again after a crash,
             # it does no harm, so no running entry.

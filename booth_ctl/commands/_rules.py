@@ -78,8 +78,8 @@ def mode_allows(source: Source, mode: Mode, command: str) -> bool:
     return mode == "local" or command in SAFETY_DIRECTION
 
 
-def judge(command: str, source: Source, mode: Mode) -> CommandRefused | None:
-    """Why ``source`` may not issue ``command`` now, or None if it may (role, then mode)."""
+def role_refusal(command: str, source: Source) -> CommandRefused | None:
+    """``forbidden`` when the source's role may never issue ``command`` (whatever the state)."""
     if not source.is_host and not role_allows(source.role or "viewer", command):
         role = source.role or "no role"
         return CommandRefused(
@@ -87,6 +87,14 @@ def judge(command: str, source: Source, mode: Mode) -> CommandRefused | None:
             f"{command} is not allowed for role {role} on the {source.link} link",
             {"role": source.role},
         )
+    return None
+
+
+def judge(command: str, source: Source, mode: Mode) -> CommandRefused | None:
+    """Why ``source`` may not issue ``command`` now, or None if it may (role, then mode)."""
+    forbidden = role_refusal(command, source)
+    if forbidden is not None:
+        return forbidden
     if not mode_allows(source, mode, command):
         if mode == "local":
             why = "an operator works at it: {c} from the host is refused until it is remote"

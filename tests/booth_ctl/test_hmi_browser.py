@@ -135,10 +135,13 @@ def test_commands_from_the_page_change_the_booth(
     assert _text(browser, "state") == "idle"
     # Each command is on the audit trail with its user and role; the cancelled stop is not.
     audit = _audit(booth)
-    by = {(a["command"], a["who"], a["reply"]["ok"]) for a in audit}
-    assert ("reset", "hmi:eng(engineer)", False) in by  # refused in remote mode
-    assert ("set_mode", "hmi:eng(engineer)", True) in by
-    assert ("reset", "hmi:eng(engineer)", True) in by
+    by = {
+        (a["command"], a["who"], a["source"]["link"], a["source"]["role"], a["reply"]["ok"])
+        for a in audit
+    }
+    assert ("reset", "eng", "hmi", "engineer", False) in by  # refused in remote mode
+    assert ("set_mode", "eng", "hmi", "engineer", True) in by
+    assert ("reset", "eng", "hmi", "engineer", True) in by
     assert not [a for a in audit if a["command"] == "stop"]
 
 
@@ -180,7 +183,10 @@ def test_forged_requests_are_refused_and_nothing_runs(
         browser, "state", lambda e: e.text in ("stopping", "stopped"), what="stopping"
     )
     stops = [a for a in _audit(booth) if a["command"] == "stop" and a["reply"]["ok"]]
-    assert [a["who"] for a in stops] == ["hmi:oper(operator)"]  # the forged ones never ran
+    # the forged ones never ran
+    assert [(a["who"], a["source"]["link"], a["source"]["role"]) for a in stops] == [
+        ("oper", "hmi", "operator")
+    ]
 
 
 def test_an_alarm_appears_and_is_acked_from_the_page(

@@ -54,7 +54,7 @@ def _first_trip(ver: HeaterVerifier, samples: Any) -> tuple[float, frozenset[str
 def test_at_setpoint_the_rise_check_uses_the_general_window_not_the_plateau_one() -> None:
     # The vessel's window is long (it must outlast the melt plateau); at the setpoint the bath is
     # molten and a dead heater pinned at 100 % must trip within the general window.
-    limits = LimitsConfig(heating_check_window_s=60.0, runaway_max_error_c_s=1e6)
+    limits = LimitsConfig(heating_check_window_s=60.0, runaway_max_error_c_s=3600.0)
     ver = HeaterVerifier("h", limits, window_s=900.0, stale_s=1.0)
     dt = 0.5
     # At 250 C for a while, then the element dies: the PV sags slowly, the output pins at 100 %.
