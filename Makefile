@@ -43,8 +43,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers, one test file each at a time: a file's booth, broker and browser stay in one worker.
 test: $(STAMP) mosquitto chromium systemd-tools lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP) mosquitto
 	$(BIN)/python -m devkit.demo
