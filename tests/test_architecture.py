@@ -16,9 +16,6 @@ CLASS_MAX_LINES = 300
 #: Being split in parallel work of their own; each leaves this list when it is split.
 KNOWN_EXCEPTIONS = frozenset(
     {
-        # the Modbus device grew the map language's writes and set-up: its next split is the
-        # read side (polling, block plans) from the write side (verify, effects, blocks)
-        "drivers/_modbus_device.py",
         "sim_hw/_physics.py",  # the simulated booth's physics
     }
 )
