@@ -172,15 +172,11 @@ def main() -> int:
     ap.add_argument(
         "--config",
         default="booth-sim.toml",
-        help="shipped config to run on (booth-sim-line.toml: two vessels on one RS-485 line)",
+        help="shipped config to run on, in config/ (booth-sim-line.toml: two vessels on one "
+        "RS-485 line; booth-sim-vendor.toml: the vendor devices)",
     )
     ap.add_argument("--out", default=str(ROOT / "docs" / "safety.md"))
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument(
-        "--config",
-        default="booth-sim.toml",
-        help="the booth under test, in config/ (booth-sim-vendor.toml: the vendor devices)",
-    )
     args = ap.parse_args()
     labels = [x for x in args.faults.split(",") if x]
     phases = [x for x in args.phases.split(",") if x]
