@@ -22,6 +22,7 @@ from booth_ctl.links.gem._hsms import Timers
 from booth_ctl.links.gem._hsms_server import HsmsServer
 from booth_ctl.links.gem._services import Services
 from booth_ctl.records import _gem_store
+from booth_ctl.records._mode_watch import follow_mode
 from booth_ctl.records._recorder import Records
 
 log = logging.getLogger("booth_ctl.gem")
@@ -183,19 +184,7 @@ class GemLink:
         self._records.submit("host_message", {"link": "gem", "terminal": tid, "text": text})
 
     async def _watch_mode(self) -> None:
-        store = self._records.store
         eq = self.equipment
         assert eq is not None
-        failing = False
-        while True:
-            await asyncio.sleep(MODE_POLL_S)
-            try:
-                mode = await self._records.call(store.get_mode)
-            except Exception as exc:
-                if not failing:
-                    log.error("GEM: cannot read the control mode: %s", exc)
-                    failing = True
-                continue
-            failing = False
-            eq.set_mode(mode)
+        await follow_mode(self._records, "GEM", eq.set_mode, MODE_POLL_S)
 

@@ -19,6 +19,7 @@ from typing import Any
 from booth_ctl.commands import CommandTarget
 from booth_ctl.links.mqtt._transport import BoothClient, PublishRefused, Wire
 from booth_ctl.records import Records
+from booth_ctl.records._mode_watch import follow_mode
 
 log = logging.getLogger("booth_ctl.mes")
 
@@ -125,19 +126,10 @@ class Publisher:
             )
 
     async def watch_mode(self) -> None:
-        store = self._records.store
-        failing = False
-        while True:
-            await asyncio.sleep(MODE_POLL_S)
-            try:
-                mode = await self._records.call(store.get_mode)
-            except Exception as exc:
-                if not failing:
-                    log.error("MES link: cannot read the control mode: %s", exc)
-                    failing = True
-                continue
-            failing = False
-            if mode != self.mode:
-                log.warning("control mode is now %s", mode)
-                self.mode = mode
-                self.status_dirty.set()
+        await follow_mode(self._records, "MES link", self._mode_read, MODE_POLL_S)
+
+    def _mode_read(self, mode: str) -> None:
+        if mode != self.mode:
+            log.warning("control mode is now %s", mode)
+            self.mode = mode
+            self.status_dirty.set()
