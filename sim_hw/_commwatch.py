@@ -24,6 +24,11 @@ class HeartbeatWatch:
     def timeout_s(self) -> float:
         return float(self.bank.get("comm_timeout_s"))
 
+    @property
+    def age_s(self) -> float:
+        """How long the heartbeat has been unchanged, as of the last step."""
+        return self._age_s
+
     def fresh_now(self) -> bool:
         """Fresh right now, between steps: changed since the last step (written just before, or
         in the same request as another register), or young enough."""

@@ -82,6 +82,11 @@ class HolderDrive:
             log.info("holder: comm_lost cleared by a fresh heartbeat")
 
     @property
+    def heartbeat_age_s(self) -> float:
+        """How long the master's heartbeat has been unchanged (the comm-loss timeout's clock)."""
+        return self._watch.age_s
+
+    @property
     def at_top(self) -> bool:
         return self.z_mm <= Z_TOL_MM
 

@@ -22,9 +22,9 @@ from booth_ctl.control._packml import HEATING
 from booth_ctl.control._sequencer import Plant, Result, Sequencer
 
 #: reset needs these: it starts heating, purging and moving the holder.
-RESET_NEEDS = (*BASE, "high_limit_ok", "heaters_ok", "layers_ok")
+RESET_NEEDS = (*BASE, "high_limit_ok", "heaters_ok", "layers_ok", "heartbeats_ok")
 #: start_job needs these; O2 and temperature are waited for in `starting`.
-START_NEEDS = (*BASE, "high_limit_ok", "heaters_ok")
+START_NEEDS = (*BASE, "high_limit_ok", "heaters_ok", "heartbeats_ok")
 #: ready (idle and a job would start at once).
 READY_NEEDS = (*START_NEEDS, "o2_ok", "solder_temp_ok")
 #: The purge stops once O2 is this fraction of the limit, and restarts above PURGE_ON_FRACTION.

@@ -23,6 +23,9 @@ class Snapshot:
     wall: float | None = None
     #: Devices with a wanted output whose last write failed (the runtime's writer says so).
     undelivered: frozenset[str] = frozenset()
+    #: Devices with a timeout of their own whose heartbeats are not landing now (withheld, or
+    #: failing, and none landed since): such a device may go safe by itself at any moment.
+    unbeaten: frozenset[str] = frozenset()
 
 
 def fresh_value(snap: Snapshot, name: str, max_age_s: float) -> float | None:

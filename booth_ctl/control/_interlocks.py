@@ -159,6 +159,9 @@ def evaluate(
         ),
         "heaters_ok": heaters_ok,
         "o2_ok": o2.ok,
+        # A device whose heartbeats are not landing goes safe by itself within its own timeout
+        # (the drive withdraws, the controller stops): nothing may be started on it meanwhile.
+        "heartbeats_ok": not snap.unbeaten,
         # The devices' own safety settings (I/O watchdog, comm-loss timeouts) read back as the
         # config wants them (drivers: ``layers_ok``, at connect and every minute).
         "layers_ok": all(

@@ -61,6 +61,20 @@ class Heartbeats:
         self._state = state
         self._trip = trip
         self._withheld: set[str] = set()
+        #: Devices whose last heartbeat tick did not land (withheld, or the write failed): their
+        #: own timeout runs on until the next one lands.
+        self._failing: set[str] = set()
+        self._names = tuple(heartbeat_devices(cfg))
+
+    def unbeaten(self, undelivered: frozenset[str]) -> frozenset[str]:
+        """Heartbeated devices that may go safe by themselves any moment: the last heartbeat did
+        not land, or their outputs are not delivered (their heartbeats are withheld from the next
+        tick on). A device back after a comm loss counts here until a heartbeat has landed again:
+        the readiness that a start or a reset needs waits for it, so that the device's own
+        timeout cannot bite the moment after (a drive withdrawing a job's first unit)."""
+        if not self._failing and not undelivered:
+            return frozenset()
+        return frozenset(n for n in self._names if n in self._failing or n in undelivered)
 
     def _may_beat(self, name: str) -> bool:
         if not self._scan_healthy():
@@ -90,15 +104,19 @@ class Heartbeats:
             if is_io and self._io_tripped(name):
                 # A tripped module refuses its outputs (so they count undelivered); re-arming it
                 # is what lets them land again.
+                self._failing.add(name)
                 await self._clear_io_watchdog(name, dev)
                 continue
             if not self._may_beat(name):
+                self._failing.add(name)
                 continue
             counter = (counter + 1) & 0xFFFF
             try:
                 await dev.write(point, counter)
             except DeviceError:
-                pass  # the poller reports the device's health once per episode
+                self._failing.add(name)  # the poller reports the device's health per episode
+            else:
+                self._failing.discard(name)
             finally:
                 honour_cancel()
 

@@ -228,8 +228,13 @@ class Supervisor:
                 if now - reading.ts > self._stale_s.get(dev, 0.5):
                     reading = Reading(reading.value, reading.ts, Quality.STALE)  # noqa: PLW2901
             signals[key] = reading
+        undelivered = self.writer.undelivered()
         return Snapshot(
-            now=now, signals=signals, wall=time.time(), undelivered=self.writer.undelivered()
+            now=now,
+            signals=signals,
+            wall=time.time(),
+            undelivered=undelivered,
+            unbeaten=self._heartbeats.unbeaten(undelivered),
         )
 
     # ------------------------------------------------------------------ scan

@@ -7,7 +7,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from booth_ctl.config._booth import LimitsConfig
+from booth_ctl.control._events import CommandRefused
 from booth_ctl.control._heater_verify import NO_RISE, PV_FROZEN, HeaterVerifier
 from booth_ctl.control._image import Names, Snapshot
 from booth_ctl.control._interlocks import O2_STABLE_SAMPLES, O2Monitor
@@ -26,6 +29,40 @@ def test_a_device_whose_outputs_are_not_delivered_raises_an_alarm() -> None:
         loop.plant.step(loop.period_s)
     alarms = {a["id"]: a for a in loop.ctl.status()["alarms"]}
     assert alarms["write_failed.heater1"]["severity"] == "alarm", alarms
+
+
+def _scan_unbeaten(loop: Loop, devices: frozenset[str], n: int = 3) -> None:
+    for _ in range(n):
+        snap = dataclasses.replace(loop.plant.snapshot(), unbeaten=devices)
+        loop.plant.outputs.update(loop.ctl.scan(snap).outputs)
+        loop.plant.step(loop.period_s)
+
+
+def test_a_device_whose_heartbeats_are_not_landing_keeps_the_booth_from_ready_start_and_reset(
+) -> None:
+    """A drive whose heartbeats are withheld (or failing) goes safe by itself within its own
+    timeout: a job started then is aborted by the drive's own withdrawal (the fault matrix's
+    ``device_offline:holder`` cell after another holder cell). Neither ready, a start nor a reset
+    until a heartbeat has landed again; nothing trips meanwhile."""
+    loop = idle_loop()
+    assert loop.ctl.ready
+    _scan_unbeaten(loop, frozenset({"holder"}))
+    assert not loop.ctl.ready
+    assert loop.ctl.status()["interlocks"]["heartbeats_ok"] is False
+    with pytest.raises(CommandRefused) as refused:
+        loop.ctl.start_job("LOT-HB", "demo", demo_recipe(loop.plant.loaded), 1)
+    assert refused.value.code == "interlock" and "heartbeats_ok" in str(refused.value)
+    assert loop.ctl.state == "idle" and not loop.ctl.tripped
+    loop.ctl.stop()
+    loop.run_until(lambda: loop.ctl.state == "stopped", 10.0, "stopped")
+    _scan_unbeaten(loop, frozenset({"holder"}))
+    with pytest.raises(CommandRefused, match="heartbeats_ok"):
+        loop.ctl.reset()
+    # A heartbeat landed: the same commands are taken again.
+    loop.run_for(0.05)
+    loop.ctl.reset()
+    loop.run_until(lambda: loop.ctl.ready, 60.0, "ready")
+    loop.ctl.start_job("LOT-HB", "demo", demo_recipe(loop.plant.loaded), 1)
 
 
 # ---------------------------------------------------------------- 9: heater verification

@@ -91,7 +91,7 @@ def _demo(r: Running) -> Any:
 
 
 async def _until_idle(r: Running) -> None:
-    needed = ("door_closed", "io_ok", "holder_ok", "heaters_ok", "high_limit_ok")
+    needed = ("door_closed", "io_ok", "holder_ok", "heaters_ok", "high_limit_ok", "heartbeats_ok")
 
     def permissives_met() -> bool:
         interlocks = r.sup.controller.status()["interlocks"]

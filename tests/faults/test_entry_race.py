@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from ._rig import Rig
+from ._matrix import run_case
+from ._rig import O2_LIMIT_PPM, Rig
 
-pytestmark = [pytest.mark.hil, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.hil, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
 #: How long the holder's z reading lags the truth in the test: a few polls at 50 Hz, so that the
 #: door's reading surely comes first.
@@ -56,3 +57,59 @@ async def test_a_door_opening_as_the_part_touches_the_solder_rejects_the_unit(ri
     finally:
         phys.step = step  # type: ignore[method-assign]
         rig.sim.clear()
+
+
+#: Where in its own timeout the drive is when it answers again: late enough that it loses the
+#: heartbeat shortly after, unless one lands at once.
+DRIVE_AGE_AT_RETURN = 0.7
+
+
+async def test_a_drive_back_from_silence_is_not_ready_until_a_heartbeat_has_landed(
+    rig: Rig,
+) -> None:
+    """The drive answers again after a silence in which the writer's re-assert failed.
+
+    Its heartbeats are withheld until those outputs land, and its own comm-loss timeout runs on
+    meanwhile. A booth that called itself ready in that gap took a job whose first move the
+    drive then refused, withdrawing by itself (``holder_comm_lost``: the job aborted before any
+    fault). Ready, a start and a reset wait until a heartbeat has landed on the drive; a job
+    started the moment the booth says ready runs to the end.
+    """
+    await rig.to_idle()
+    holder = rig.cfg.device_of_kind("holder_drive")
+    drive = rig.sim.physics.holder
+    timeout_s = rig.cfg.devices[holder].comm_timeout_s
+    assert timeout_s is not None
+    rig.sim.inject("device_offline", holder)
+    # The writer's periodic re-assert, due now: it fails on the silent drive.
+    rig.sup.writer.resend(holder)
+    await rig.wait(lambda: holder in rig.sup.writer.undelivered(), 5.0, "outputs undelivered")
+    await rig.wait(
+        lambda: drive.heartbeat_age_s >= DRIVE_AGE_AT_RETURN * timeout_s,
+        5.0,
+        "the drive's timeout mostly run",
+    )
+    assert not drive.comm_lost
+    # As the fault matrix does between cells: the fault cleared, then ack, clear and reset as
+    # needed (the drive may still lose the heartbeat in the gap and trip the booth) until ready.
+    await rig.to_idle()
+    # Ready only with the drive's timeout fed: it has all of it to run before the next beat.
+    assert drive.heartbeat_age_s < timeout_s / 2, drive.heartbeat_age_s
+    since = await rig.start_job(1)
+    await rig.wait(lambda: rig.state == "complete", 30.0, "the job complete")
+    assert rig.sink.of("unit_completed", since)
+    assert not rig.sink.of("unit_rejected", since)
+
+
+async def test_a_booth_whose_drive_withdrew_by_itself_runs_a_job_after_reset(rig: Rig) -> None:
+    """The drive goes silent in the flux dip and withdraws by itself; once it answers again
+    the aborted booth is cleared and reset like after any trip, and the next job runs."""
+    out = await run_case(rig, "device_offline:holder", "flux", slow_s=60.0)
+    assert out.safe, out.violations
+    assert rig.sim.physics.holder.comm_lost, "the drive withdrew by itself"
+    await rig.to_idle()  # the fault cleared; the trip on the drive's report acked, cleared, reset
+    since = await rig.start_job(1)
+    await rig.wait(lambda: rig.state == "complete", 30.0, "the job complete")
+    assert rig.sink.of("unit_completed", since)
+    entries = rig.truth()["bath_entries"]
+    assert entries and entries[-1]["o2_ppm"] <= O2_LIMIT_PPM

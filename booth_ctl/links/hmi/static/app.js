@@ -33,6 +33,7 @@ const WHY = {
   high_limit_ok: "high-limit thermostat not tripped", part_held: "the part is held",
   flux_level_ok: "flux level above its minimum", flux_done: "this unit was fluxed",
   o2_ok: "O2 under the limit, fresh and stable", solder_temp_ok: "solder within its band",
+  heartbeats_ok: "every device's own timeout fed by a heartbeat that landed",
 };
 const STEPS = ["load_move", "grip", "flux_move", "flux_wait", "flux_approach", "flux_enter",
   "flux_dwell", "flux_up", "dip_move", "dip_wait", "dip_approach", "dip_enter", "dip_dwell",
