@@ -229,13 +229,8 @@ class Supervisor:
                     reading = Reading(reading.value, reading.ts, Quality.STALE)  # noqa: PLW2901
             signals[key] = reading
         undelivered = self.writer.undelivered()
-        return Snapshot(
-            now=now,
-            signals=signals,
-            wall=time.time(),
-            undelivered=undelivered,
-            unbeaten=self._heartbeats.unbeaten(undelivered),
-        )
+        unbeaten = self._heartbeats.unbeaten(undelivered)
+        return Snapshot(now, signals, time.time(), undelivered=undelivered, unbeaten=unbeaten)
 
     # ------------------------------------------------------------------ scan
 

@@ -9,7 +9,10 @@ every output is written again every ``REASSERT_PERIOD_S`` even unchanged, and a 
 watchdog is re-armed only in ``stopped``/``aborted`` (in any other state it trips the
 controller). Outputs go through the runtime's own ``OutputWriter`` (safe-direction points
 first, each on its own); ``refuse`` names points (``dev.point``) whose writes the device refuses,
-and a device with an undelivered output gets no heartbeats, as in the runtime. ``restart``
+and a device with an undelivered output gets no heartbeats, as in the runtime (which then holds
+the booth from ready: ``Snapshot.unbeaten``). ``garbage`` has points answer a raw value of their
+own choosing (a sentinel, an implausible number), judged by the drivers' own plausibility rules as
+a poll would be; ``beats_lost`` names devices whose heartbeats are lost on the way. ``restart``
 replaces the controller as a supervisor (re)start does, and
 ``dead_tick`` advances the booth with no supervisor at all (a crash: no scans, no writes, no
 heartbeats), so the devices' own watchdogs act.
@@ -23,8 +26,11 @@ from typing import Any
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._image import Snapshot
+from booth_ctl.runtime._heartbeats import heartbeat_devices
 from booth_ctl.runtime._writer import REASSERT_PERIOD_S, OutputWriter
 from drivers import Quality, Reading
+from drivers._codec import decode
+from drivers._plausible import implausible
 from sim_hw._physics import BoothPhysics
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -53,6 +59,12 @@ class SimLoop:
         self.writer = self._new_writer()
         #: Points (``dev.point``) whose writes the device refuses, as a device refusing a value.
         self.refuse: set[str] = set()
+        #: Points (``dev.point``) answering this raw value instead of their own (a sentinel, an
+        #: out-of-range code): the drivers' plausibility decides what the supervisor sees.
+        self.garbage: dict[str, int] = {}
+        #: Devices whose heartbeat writes are lost (the device never sees them).
+        self.beats_lost: set[str] = set()
+        self._beat_devs = heartbeat_devices(self.loaded.config)
         self._beat = 0
         self.events: list[Any] = []
         self.last: Any = None
@@ -68,6 +80,14 @@ class SimLoop:
             for point, value in bank.snapshot().items():
                 signals[f"{dev}.{point}"] = Reading(value, t, q)
             signals[f"{dev}.layers_ok"] = Reading(True, t, q)  # the drivers' read-back
+        for key, raw in self.garbage.items():
+            dev, _, name = key.partition(".")
+            point = self.loaded.maps[dev].points[name]
+            value = decode(point, raw)
+            kind = self.loaded.config.devices[dev].kind
+            bad = implausible(kind, name, point, raw, value) is not None
+            q = Quality.NO_COMM if phys.faults.offline(dev) else Quality.GOOD
+            signals[key] = Reading(value, t, Quality.BAD if bad and q is Quality.GOOD else q)
         cell = phys.analyzer
         silent = "o2_analyzer_silent" in phys.faults or phys.faults.offline(self.o2_dev)
         if cell.report_seq != self._o2_seq and not silent:
@@ -78,7 +98,15 @@ class SimLoop:
         q = Quality.STALE if t - ts > stale_s else Quality.GOOD
         signals[f"{self.o2_dev}.ppm"] = Reading(ppm, ts, q)
         signals[f"{self.o2_dev}.status_ok"] = Reading(ok, ts, q)
-        return Snapshot(t, signals, undelivered=self.writer.undelivered())
+        undelivered = self.writer.undelivered()
+        # The runtime's heartbeats: a device offline, owed an output or losing its beats has not
+        # had one land (it may go safe by itself any moment).
+        unbeaten = frozenset(
+            d
+            for d in self._beat_devs
+            if phys.faults.offline(d) or d in undelivered or d in self.beats_lost
+        )
+        return Snapshot(t, signals, undelivered=undelivered, unbeaten=unbeaten)
 
     def _new_writer(self) -> OutputWriter:
         devices = [n for n, d in self.loaded.config.devices.items() if d.map is not None]
@@ -109,16 +137,16 @@ class SimLoop:
             dev, _, point = key.partition(".")
             self.phys.banks[dev].write_point(point, 1)
         self._beat = (self._beat + 1) & 0xFFFF
-        io = self.loaded.config.device_of_kind("remote_io")
-        if not self.phys.faults.offline(io) and writer.delivering(io):
-            self.phys.banks[io].write_point("watchdog_refresh", self._beat)
-        for vc in self.loaded.config.vessels.values():
+        for dev in self._beat_devs:
+            if self.phys.faults.offline(dev) or dev in self.beats_lost:
+                continue
+            bank = self.phys.banks[dev]
+            if dev == self.io_dev:
+                if writer.delivering(dev):
+                    bank.write_point("watchdog_refresh", self._beat)
             # As the runtime: no beats while an output is owed, unless the device went safe.
-            beat = writer.delivering(vc.controller) or self.phys.banks[vc.controller].get(
-                "comm_lost"
-            )
-            if not self.phys.faults.offline(vc.controller) and beat:
-                self.phys.banks[vc.controller].write_point("heartbeat", self._beat)
+            elif writer.delivering(dev) or bank.get("comm_lost"):
+                bank.write_point("heartbeat", self._beat)
         if self.runtime:
             self._rearm_io_watchdog()
         self.phys.step(self.period_s)

@@ -20,7 +20,13 @@ d) after a supervisor (re)start the state is ``stopped``, its outputs safe, the 
    watchdogs make them safe. Restarted with the holder lowered at a station the booth does not
    know, the holder is at the top within ``ADOPT_UP_S``;
 e) a device refusing the write of one point (``REFUSALS``) delays no other write: the judge gives
-   a refused safe-direction point only the device's own timeout (its heartbeats are withheld).
+   a refused safe-direction point only the device's own timeout (its heartbeats are withheld);
+   a drive whose heartbeats are lost withdraws by itself and the booth trips on its report;
+f) a point answering a sentinel or an implausible raw value (``GARBAGE``: 0x8000 / 0x7FFF on the
+   PV, a 3276.8 kPa vacuum, a negative z) is never taken as a value: the drivers' plausibility
+   makes it BAD, and the judge holds it as the condition a missing reading is (a PV that is no
+   reading cuts the heater as an open thermocouple does; a vacuum that is no reading is no hold;
+   a position that is no reading is no holder), withdraw and entry rules included.
 
 Each condition counts from when the supervisor could know it: the inputs the I/O module and the
 controllers publish at their next step (one scan), O2 after the analyzer's report period and
@@ -99,6 +105,16 @@ REFUSALS = (
     "io.n2_purge",
     "io.heater_contactor",
     "holder.station_target",
+    "holder.z_target_mm",
+)
+#: Raw answers no healthy instrument gives, per point (``dev.point`` -> raw register value), and
+#: the condition each makes: the int16 extremes on the PV (under / over range), 0x8000 on the
+#: vacuum (3276.8 kPa at 0.1 kPa: more than an atmosphere), and a z of -50 mm (above the top).
+GARBAGE: tuple[tuple[str, int, str], ...] = (
+    ("heater1.pv_c", 0x8000, "pv_bad"),
+    ("heater1.pv_c", 0x7FFF, "pv_bad"),
+    ("io.vacuum_kpa", 0x8000, "hold_unknown"),
+    ("holder.z_mm", 0x10000 - 500, "z_unknown"),
 )
 #: A station no booth config names, and how far down the holder is jogged there.
 UNKNOWN_STATION = 9
@@ -152,6 +168,8 @@ TRIP_CAUSES = frozenset(
         "high_limit",
         "heater_offline",
         "comm_lost",
+        "pv_bad",
+        "drive_comm_lost",
         "io_offline",
         "io_watchdog",
         "stuck_on",
@@ -162,7 +180,15 @@ TRIP_CAUSES = frozenset(
     }
 )
 HEATER_CAUSES = TRIP_CAUSES | {"ctl_resting"}
-WITHDRAW_CAUSES = TRIP_CAUSES | {"door_open", "o2_over", "o2_stale", "hold_lost", "ctl_not_dipping"}
+WITHDRAW_CAUSES = TRIP_CAUSES | {
+    "door_open",
+    "o2_over",
+    "o2_stale",
+    "hold_lost",
+    "hold_unknown",
+    "z_unknown",
+    "ctl_not_dipping",
+}
 #: At entry, on top of every withdraw condition.
 ENTRY_CAUSES = WITHDRAW_CAUSES | {"exhaust_off"}
 
@@ -288,6 +314,7 @@ class Truth:
         self.comm_timeout_ticks = _ticks(
             max(cfg.devices[d].comm_timeout_s or 0.0 for d in self.controller_of.values())
         )
+        self.drive_timeout_ticks = _ticks(cfg.devices[self.holder_dev].comm_timeout_s or 0.0)
         self.io_watchdog_ticks = _ticks((cfg.devices[self.io_dev].watchdog_ms or 500) / 1000.0)
         self.withdraw_ticks = _ticks(WITHDRAW_S)
         self.heater_off_ticks = _ticks(HEATER_OFF_S)
@@ -330,6 +357,10 @@ class Truth:
         self.dead_ticks = 0
         #: Devices refusing the write of a point now (the machine's ``refuse`` rule).
         self.refusing: set[str] = set()
+        #: Points answering garbage now, with the condition each makes (the ``garbage`` rule).
+        self.garbage: dict[str, str] = {}
+        #: Devices whose heartbeats are lost now (the ``lose_heartbeats`` rule).
+        self.beats_lost: set[str] = set()
         #: The tick of a restart with the holder lowered at an unknown station (rule d).
         self.unknown_restart_tick: int | None = None
         #: For the statistics: conditions seen with a part in the bath, and latching the heater.
@@ -441,6 +472,10 @@ class Truth:
             on.add("ctl_resting")
         if self.restart_hold is not None:
             on.add("restart")
+        if phys.holder.comm_lost and self.holder_dev not in offline:
+            # What the drive reports (it withdrew by itself); silent, it reports nothing.
+            on.add("drive_comm_lost")
+        on.update(self.garbage.values())
         return on
 
     def _heater_model(
@@ -568,6 +603,9 @@ class Truth:
         if not causes:
             return
         due = min(max(t, self.blocked_tick) for t in causes.values()) + self.withdraw_ticks
+        if self.holder_dev in self.refusing:
+            # A refused target: the drive gets no heartbeats and withdraws by its own timeout.
+            due += self.drive_timeout_ticks + 2
         assert self.tick <= due, (
             f"part still in the bath {(self.tick - min(causes.values())) * PERIOD_S:.2f} s after "
             f"{sorted(causes)} (state {s.ctl.state}, z {truth['holder_z_mm']} mm, faults "
@@ -823,6 +861,30 @@ class SimMachine(RuleBasedStateMachine):
         self.s.refuse.clear()
         self.truth.refusing.clear()
 
+    @rule(answer=st.sampled_from(GARBAGE))
+    def garbage(self, answer: tuple[str, int, str]) -> None:
+        """A point starts answering a sentinel or an out-of-range raw value (an open input, an
+        over-range transmitter, a drive's encoder fault) instead of its reading."""
+        key, raw, cause = answer
+        self.s.garbage[key] = raw
+        self.truth.garbage[key] = cause
+
+    @rule()
+    def sane_answers(self) -> None:
+        self.s.garbage.clear()
+        self.truth.garbage.clear()
+
+    @rule()
+    def lose_heartbeats(self) -> None:
+        """The drive stops seeing heartbeats (lost on the line): its own timeout withdraws."""
+        self.s.beats_lost.add(self.truth.holder_dev)
+        self.truth.beats_lost.add(self.truth.holder_dev)
+
+    @rule()
+    def heartbeats_back(self) -> None:
+        self.s.beats_lost.clear()
+        self.truth.beats_lost.clear()
+
     @rule(z_mm=st.sampled_from(JOG_Z_MM), gap_s=st.sampled_from([0.0, 1.0]))
     def crash_jog_and_restart(self, z_mm: float, gap_s: float) -> None:
         """The supervisor dies, the holder is jogged by hand to a station the booth does not
@@ -839,9 +901,11 @@ class SimMachine(RuleBasedStateMachine):
             ("z_target_mm", z_mm, lambda: s.phys.holder.z_mm >= z_mm - 0.1),
         ):
             bank.write_point(point, value)
-            for _ in range(_ticks(10.0)):
+            for i in range(_ticks(10.0)):
                 if done() or s.phys.faults.offline(hd) or "hoist_stall" in s.phys.faults:
                     break
+                # The hand terminal is the drive's master meanwhile: it keeps the link alive.
+                bank.write_point("heartbeat", (int(bank.get("heartbeat")) + 1 + i) & 0xFFFF)
                 s.dead_tick()
                 self.truth.after_tick(s, supervised=False)
         for _ in range(_ticks(gap_s)):
@@ -994,3 +1058,58 @@ def test_a_refused_point_during_a_dip_delays_no_other_write(point: str) -> None:
     assert any(a["code"] == "write_failed" for a in m.s.ctl.status()["alarms"]) or (
         dev not in m.s.writer.undelivered()
     )
+
+
+@pytest.mark.parametrize("answer", GARBAGE, ids=lambda g: f"{g[0]}={g[1]:#06x}")
+def test_a_garbage_reading_during_a_dip_is_no_value(answer: tuple[str, int, str]) -> None:
+    """A point answers a sentinel or an implausible raw value while a part is in the bath: it is
+    BAD (never a PV, a vacuum or a height), the part comes out and its unit is rejected; a PV
+    that is no reading cuts the heater by both paths, and no reset is taken on it."""
+    m = SimMachine()
+    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
+    m.truth = Truth(m.s, m.recipe)
+    m.start_job(1)
+    m.advance_to(Step.DIP_DWELL)
+    assert m.s.phys.state()["part_in_bath"]
+    m.garbage(answer)
+    snap = m.s.snapshot()
+    assert not snap.signals[answer[0]].good, snap.signals[answer[0]]
+    m.advance(_ticks(3.0))
+    truth = m.s.phys.state()
+    assert not truth["part_in_bath"]
+    assert any(e.type == "unit_rejected" for e in m.s.events)
+    if answer[2] == "pv_bad":
+        assert not m.s.phys.io.coil("heater_contactor") and not truth["heater_on"]
+    m.ack_all()
+    for command in ("abort", "clear"):
+        m.command(command)
+        m.advance(50)
+    if answer[2] != "hold_unknown":
+        # No heating on a PV that is no reading, no motion on a height that is none (a vacuum
+        # that is no reading only keeps a part from being gripped and dipped).
+        with pytest.raises(CommandRefused):
+            m.s.ctl.reset()
+    m.sane_answers()
+    m.advance(_ticks(2.0))
+    m.command("reset")
+    m.advance(_ticks(5.0))
+
+
+def test_a_drive_losing_its_heartbeats_mid_dip_withdraws_by_itself_and_the_booth_trips() -> None:
+    """The drive's heartbeats are lost while a part is in the bath: its own timeout withdraws
+    the part, the supervisor trips on its report (heater off) and takes no job until the
+    heartbeats land again."""
+    m = SimMachine()
+    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
+    m.truth = Truth(m.s, m.recipe)
+    m.start_job(1)
+    m.advance_to(Step.DIP_DWELL)
+    m.lose_heartbeats()
+    m.advance(_ticks(3.0))
+    assert not m.s.phys.state()["part_in_bath"]
+    assert m.s.phys.holder.comm_lost and m.s.ctl.tripped
+    assert not m.s.ctl.status()["interlocks"]["heartbeats_ok"]
+    m.heartbeats_back()
+    m.advance(10)
+    assert not m.s.phys.holder.comm_lost
+    assert m.s.ctl.status()["interlocks"]["heartbeats_ok"]
