@@ -27,14 +27,29 @@ def config_problems(path: Path) -> tuple[BoothConfig | None, list[str]]:
     return (loaded.config if loaded is not None else None), problems
 
 
+def unenforced(loaded: LoadedConfig) -> list[str]:
+    """Rules this booth's I/O gives no input for: valid, but said, so nobody counts on them."""
+    io = loaded.config.device_of_kind("remote_io")
+    io_map = loaded.maps.get(io)
+    if io_map is not None and "flux_lid_closed" not in io_map.points:
+        return [
+            f"devices.{io}.map: {io_map.name} has no flux_lid_closed input: the flux-lid rule "
+            "(no flux dip with the lid closed) is NOT enforced on this I/O"
+        ]
+    return []
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    cfg, problems = config_problems(path)
-    if problems or cfg is None:
+    loaded, problems = check_config(path)
+    if problems or loaded is None:
         for problem in problems:
             print(problem, file=sys.stderr)
         return EXIT_REFUSED
+    cfg = loaded.config
     print(f"{path}: valid (booth {cfg.booth_id}, {len(cfg.devices)} devices)")
+    for note in unenforced(loaded):
+        print(f"{path}: note: {note}")
     return EXIT_OK
 
 

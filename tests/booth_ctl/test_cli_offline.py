@@ -52,6 +52,28 @@ def test_shipped_configs_are_valid(name: str) -> None:
     assert "valid" in r.stdout and r.stderr == ""
 
 
+def test_config_check_says_when_the_io_has_no_flux_lid_input(tmp_path: Path) -> None:
+    """The flux-lid rule needs the lid's input: an I/O map without it is valid (the booth may
+    have no lid), but the check says the rule is not enforced there; with it, nothing is said."""
+    text = (CONFIG_DIR / "maps" / "io-generic.toml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("[points.flux_lid_closed]")
+    no_lid = tmp_path / "io-no-lid.toml"
+    no_lid.write_text(head + rest.split("\n", 4)[4], encoding="utf-8")
+    assert "flux_lid_closed" not in no_lid.read_text(encoding="utf-8")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["devices"]["io"]["map"] = str(no_lid)
+
+    path = render_config(tmp_path, overrides=edit)
+    r = boothctl("config", "check", str(path))
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stdout.splitlines() if "note:" in line]
+    assert len(notes) == 1, r.stdout
+    assert "flux_lid_closed" in notes[0] and "NOT enforced" in notes[0], notes
+    shipped = boothctl("config", "check", str(CONFIG_DIR / "booth-sim.toml"))
+    assert "note:" not in shipped.stdout
+
+
 def _broken_config(tmp_path: Path, edit: Any) -> Path:
     def overrides(data: dict[str, Any]) -> None:
         edit(data)
