@@ -53,7 +53,9 @@ def unpowered(s: Sample) -> bool:
     return not s.coil and not s.contactor and not s.heater_power
 
 
-async def contactor_path(rig: Rig, out: Outcome, t0: float, goal_s: float, generous_s: float) -> None:
+async def contactor_path(
+    rig: Rig, out: Outcome, t0: float, goal_s: float, generous_s: float
+) -> None:
     """The trip, with the contactor as the one path that can act while the controller is deaf."""
     tl = rig.timeline
     await rig.wait(lambda: rig.state in ("aborting", "aborted"), generous_s, "a trip")
