@@ -143,6 +143,9 @@ stop or kill the supervisor in the middle of a dip.
   `withdraw_start`: the holder starts up; `part_out`: the part has left the bath (or flux; a part
   that fell off the head counts as out);
   `heater_off`: the contactor coil is open AND the controller is stopped (both paths);
+  for a heater controller without a comm-loss timeout of its own (`device_offline` of it):
+  `heater_unpowered`: the contactor open and the heater without power (truth `heater_on`
+  false), and `stopped_when_back`: from when it answers again until it is stopped;
   `stale`: the supervisor no longer holds the device's data as good.
 
 {body}
