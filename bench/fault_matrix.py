@@ -108,6 +108,8 @@ def table(outcomes: list[Outcome], procs: list[ProcessOutcome]) -> str:
         )
     for p in procs:
         result = "pass" if p.passed else "**FAIL**: " + "; ".join(p.problems)
+        if p.notes:
+            result += " (" + "; ".join(p.notes) + ")"
         rows.append(
             f"| {p.what} | part in the solder | {p.response} | {p.goal} | {p.measured_text()} | "
             f"{result} |"
@@ -196,7 +198,7 @@ def main() -> int:
     procs: list[ProcessOutcome] = []
     if not args.no_process:
         with tempfile.TemporaryDirectory() as tmp:
-            procs = hang_and_kill(Path(tmp))
+            procs = hang_and_kill(Path(tmp), args.config)
         for p in procs:
             print(f"{p.what:24} {'pass' if p.passed else 'FAIL'} {p.measured_text()} {p.problems}")
     took = time.monotonic() - t0
