@@ -16,7 +16,7 @@ from drivers import DeviceConfig, RegisterMap
 
 HEADER = "layers (what takes each device safe when the supervisor falls silent):"
 #: The I/O module's outputs whose fall-back the booth depends on (``safe_output_problems``).
-KEY_OUTPUTS = ("heater_contactor", "vacuum_pump", "vacuum_valve")
+KEY_OUTPUTS = ("heater_contactor", "n2_maintain", "exhaust_fan", "vacuum_pump", "vacuum_valve")
 
 
 def _fmt_s(seconds: float) -> str:

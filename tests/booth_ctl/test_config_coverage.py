@@ -33,7 +33,10 @@ def test_generic_booth_each_device_by_its_own_layer() -> None:
     assert what.startswith("own comm-loss timeout: yes, 2 s")
     assert "also heater_contactor on io, opened by its watchdog 500 ms" in what
     assert rows["io"][1].startswith("watchdog 500 ms -> outputs to their substitute values")
-    assert "heater_contactor off, vacuum_pump hold, vacuum_valve hold" in rows["io"][1]
+    assert (
+        "heater_contactor off, n2_maintain on, exhaust_fan on, vacuum_pump hold, vacuum_valve hold"
+        in rows["io"][1]
+    )
     assert rows["holder"][1] == "own comm-loss timeout 1 s (withdraws to the top)"
     assert rows["o2"][1].startswith("stale after 1 s -> O2 not good")
 
@@ -48,8 +51,8 @@ def test_vendor_booth_the_e5cc_is_covered_by_the_couplers_watchdog() -> None:
     )
     assert rows["io"] == (
         "remote_io, wago-750-352",
-        "watchdog 500 ms -> every output to 0 (heater_contactor off, vacuum_pump on, "
-        "vacuum_valve on)",
+        "watchdog 500 ms -> every output to 0 (heater_contactor off, n2_maintain on, "
+        "exhaust_fan on, vacuum_pump on, vacuum_valve on)",
     )
 
 
