@@ -206,6 +206,8 @@ def main() -> int:
     body = table(outcomes, procs)
     print()
     print(body)
+    total = len(outcomes) + len(procs)
+    print(f"\n{total - failed} of {total} cases pass on {args.config}")
     if not args.no_write:
         out = Path(args.out)
         kept = _review_findings(out)
