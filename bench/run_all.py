@@ -48,6 +48,13 @@ PLAN: dict[str, tuple[str, list[str], list[str]]] = {
         [],
         ["--no-write", "--phases", "solder", "--no-process"],
     ),
+    # The same matrix on the booth of vendor devices (an Omron E5CC, a WAGO 750-352): printed
+    # here only, docs/safety.md stays the shipped booth's.
+    "fault_matrix_vendor": (
+        "Reaction times per fault, vendor booth (config/booth-sim-vendor.toml)",
+        ["--config", "booth-sim-vendor.toml", "--no-write"],
+        ["--config", "booth-sim-vendor.toml", "--no-write", "--phases", "solder", "--no-process"],
+    ),
     "bench_stateful": (
         "Safety rules as properties, run long; fuzz scaled up",
         [],
@@ -65,6 +72,8 @@ PLAN: dict[str, tuple[str, list[str], list[str]]] = {
         ["--rounds", "50", "--tries", "4", "--idle-seconds", "5"],
     ),
 }
+#: Sections that run a script of this folder with other arguments: section -> script.
+VARIANTS = {"fault_matrix_vendor": "fault_matrix"}
 #: No script runs longer than this (the soak's 10 minutes plus its start and drain fit).
 SCRIPT_TIMEOUT_S = 3 * 3600
 QUICK_TIMEOUT_S = 20 * 60
@@ -84,6 +93,7 @@ def scripts() -> list[str]:
     found = sorted(
         p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("_") and p.stem != "run_all"
     )
+    found += [v for v, script in VARIANTS.items() if script in found]
     return [n for n in PLAN if n in found] + [n for n in found if n not in PLAN]
 
 
@@ -103,8 +113,9 @@ def run(name: str, quick: bool) -> Result:
     args = short if quick else full
     if quick and name not in PLAN and offers_quick(name):
         args = ["--quick"]
-    argv = [sys.executable, str(BENCH / f"{name}.py"), *args]
-    shown = ["python", f"bench/{name}.py", *args]
+    script = VARIANTS.get(name, name)
+    argv = [sys.executable, str(BENCH / f"{script}.py"), *args]
+    shown = ["python", f"bench/{script}.py", *args]
     print(f"\n=== {' '.join(shown)}", flush=True)
     t0 = time.monotonic()
     out: list[str] = []

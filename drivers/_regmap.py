@@ -314,10 +314,16 @@ class RegisterMap(_Strict):
         """What the module's fall-back would do wrong to the booth (CONTRACT s.4).
 
         The heater contactor must drop; with a suction holder, the vacuum must not be released
-        (a part in the bath would fall): pump and valve must stay on or hold.
+        (a part in the bath would fall): pump and valve must stay on or hold. The exhaust keeps
+        running and N2 keeps flowing (docs/safety-design.md, "Safe state, per actuator"): the
+        flux's vapour is still extracted and the enclosure stays inert over a hot bath.
         """
         problems = []
-        wanted: dict[str, tuple[SafeValue, ...]] = {"heater_contactor": (False,)}
+        wanted: dict[str, tuple[SafeValue, ...]] = {
+            "heater_contactor": (False,),
+            "exhaust_fan": (True, "hold"),
+            "n2_maintain": (True, "hold"),
+        }
         if suction:
             wanted |= {"vacuum_pump": (True, "hold"), "vacuum_valve": (True, "hold")}
         for name, allowed in wanted.items():

@@ -54,10 +54,31 @@ def test_a_fallback_that_releases_the_vacuum_is_refused(tmp_path: Path) -> None:
     data["devices"]["io"]["map"] = _map_without(
         tmp_path,
         "wago-750-352.toml",
-        "type = \"bool\"\ninvert = true\nwritable = true\npoll = false\nsafe_value = true\n",
-        "type = \"bool\"\nwritable = true\npoll = false\nsafe_value = false\n",
+        'address = 4\nread_address = 0x0204\ntype = "bool"\ninvert = true\nwritable = true\n'
+        "poll = false\nsafe_value = true\n",
+        'address = 4\nread_address = 0x0204\ntype = "bool"\nwritable = true\npoll = false\n'
+        "safe_value = false\n",
     )
     with pytest.raises(ConfigError, match=r"vacuum_pump: safe_value False"):
+        config_from_dict(data, CONFIG_DIR / "booth.example.toml")
+
+
+@pytest.mark.parametrize(("point", "address"), [("n2_maintain", 2), ("exhaust_fan", 3)])
+def test_a_fallback_that_stops_n2_or_the_exhaust_is_refused(
+    tmp_path: Path, point: str, address: int
+) -> None:
+    data = _example()
+    # wired straight (not inverted): the module's zero fall-back would stop N2 or the exhaust
+    # over a hot bath (docs/safety-design.md, safe state)
+    data["devices"]["io"]["map"] = _map_without(
+        tmp_path,
+        "wago-750-352.toml",
+        f'address = {address}\nread_address = 0x020{address}\ntype = "bool"\ninvert = true\n'
+        "writable = true\npoll = false\nsafe_value = true\n",
+        f'address = {address}\nread_address = 0x020{address}\ntype = "bool"\n'
+        "writable = true\npoll = false\nsafe_value = false\n",
+    )
+    with pytest.raises(ConfigError, match=rf"{point}: safe_value False: .* True or 'hold'"):
         config_from_dict(data, CONFIG_DIR / "booth.example.toml")
 
 

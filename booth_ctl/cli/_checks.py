@@ -16,15 +16,9 @@ from booth_ctl.cli._common import (
     default_config,
     load,
 )
-from booth_ctl.config._booth import BoothConfig, LoadedConfig, check_config, load_config
+from booth_ctl.config._booth import LoadedConfig, check_config, load_config
+from booth_ctl.config._coverage import coverage_lines
 from drivers import ConfigError
-
-
-def config_problems(path: Path) -> tuple[BoothConfig | None, list[str]]:
-    """Every problem of a booth config and of its register maps, one line each: the very check
-    ``boothctl run`` refuses to start on (``booth_ctl.config._booth.check_config``)."""
-    loaded, problems = check_config(path)
-    return (loaded.config if loaded is not None else None), problems
 
 
 def unenforced(loaded: LoadedConfig) -> list[str]:
@@ -50,6 +44,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     print(f"{path}: valid (booth {cfg.booth_id}, {len(cfg.devices)} devices)")
     for note in unenforced(loaded):
         print(f"{path}: note: {note}")
+    # After the valid line (CONTRACT s.2 keeps that line first): which layer covers which device.
+    for line in coverage_lines(loaded):
+        print(line)
     return EXIT_OK
 
 

@@ -282,13 +282,38 @@ async def _check(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if not found:
         print(f"{args.name}: no watchdog or comm-loss timeout of its own ({dev.regmap.name})")
         print(f"  covered by: {_covered_by(loaded, args.name)}")
-    for name, p in dev.regmap.points.items():
-        if p.safe_value is not None:
-            print(f"{args.name}.{name}: safe value {p.safe_value!r}")
-    wd = dev.regmap.watchdog
-    if wd is not None and wd.fallback is not None:
-        print(f"{args.name}: on a watchdog trip the module sets its outputs to: {wd.fallback}")
+    _print_safe_values(args.name, dev)
     return EXIT_OK if ok else EXIT_BAD
+
+
+#: What ``device check`` says of the safe values, by the module's fall-back: neither kind of
+#: module this project maps holds its fall-back in a register the master can read.
+FALLBACK_TEXT = {
+    "zero": (
+        "on a watchdog trip the module sets every output to 0: its fixed behaviour, not a "
+        "setting, so nothing is read back; the safe values below are what 0 means through "
+        "the wiring (checked against the map at config load)"
+    ),
+    "safe_values": (
+        "on a watchdog trip the module sets each output to the substitute value configured in "
+        "the module; the map has no register to read those back, so they are NOT read back: "
+        "set them in the module as declared below and prove them by a watchdog trip"
+    ),
+}
+
+
+def _print_safe_values(name: str, dev: ModbusDevice) -> None:
+    """The declared safe values, and plainly whether and why they are not read back."""
+    declared = {n: p for n, p in dev.regmap.points.items() if p.safe_value is not None}
+    wd = dev.regmap.watchdog
+    if declared and wd is not None and wd.fallback is not None:
+        ref = f" ({wd.ref})" if wd.ref else ""
+        print(f"{name}: safe values: {FALLBACK_TEXT[wd.fallback]}{ref}")
+    for point, p in declared.items():
+        how = ""
+        if wd is not None and wd.fallback == "zero":
+            how = f" (raw 0{', inverted wiring' if p.invert else ''})"
+        print(f"{name}.{point}: safe value {p.safe_value!r}{how}")
 
 
 def _covered_by(loaded: LoadedConfig, name: str) -> str:
@@ -301,7 +326,8 @@ def _covered_by(loaded: LoadedConfig, name: str) -> str:
     ]
     if loaded.config.devices[name].kind != "temp_controller" or not cover:
         return "nothing"
-    return f"{', '.join(cover)}: its watchdog drops heater_contactor"
+    wd = [f"{n} {loaded.config.devices[n].watchdog_ms} ms" for n in cover]
+    return f"{', '.join(cover)}: its watchdog drops heater_contactor ({', '.join(wd)})"
 
 
 async def _watch(loaded: LoadedConfig, args: argparse.Namespace) -> int:

@@ -28,13 +28,14 @@ MODELS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "autonics-tk4": (AutonicsTK4, "temp_controller", "tc-generic.toml"),
     "wago-750-352": (Wago750352, "remote_io", "io-generic.toml"),
 }
-#: The booth's I/O wiring on the WAGO line-up: DO1.. in order; the vacuum pump's contactor and
-#: the suction valve are wired so that a de-energised output keeps suction.
+#: The booth's I/O wiring on the WAGO line-up: DO1.. in order; the N2 maintain valve, the
+#: exhaust fan's contactor, the vacuum pump's contactor and the suction valve are wired so that
+#: a de-energised output keeps them on (N2 flowing, exhaust running, suction held).
 WAGO_OUTPUTS = (
     "heater_contactor", "n2_purge", "n2_maintain", "exhaust_fan", "vacuum_pump",
     "vacuum_valve", "light_red", "light_amber", "light_green", "buzzer",
 )  # fmt: skip
-WAGO_INVERTED = frozenset({"vacuum_pump", "vacuum_valve"})
+WAGO_INVERTED = frozenset({"n2_maintain", "exhaust_fan", "vacuum_pump", "vacuum_valve"})
 WAGO_INPUTS = (
     "door_closed", "estop_ok", "exhaust_ok", "n2_supply_ok", "high_limit_ok", "hook_engaged",
     "flux_lid_closed",

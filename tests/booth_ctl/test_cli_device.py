@@ -105,6 +105,9 @@ async def test_write_with_readback_and_check_then_fix(
     rc, out, _ = await boothctl(capsys, "device", "check", "io", "--fix", "--config", cfg)
     assert rc == 0 and "DIFFERS" not in out
     assert booth.bank("io").get("watchdog_timeout_ms") == 500
+    # The generic module keeps substitute values of its own that its map cannot read.
+    assert "io: safe values: " in out and "they are NOT read back" in out
+    assert "io.heater_contactor: safe value False\n" in out
 
 
 async def test_watch_prints_raw_and_scaled(sim: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,7 +177,11 @@ async def test_device_tools_on_the_vendor_booth(
         rc, out, _ = await boothctl(capsys, "device", "check", "io", "--fix", "--config", cfg)
         assert rc == 0, out
         assert booth.bridges["io"].device.wd_time == 5  # type: ignore[attr-defined]
-        assert "vacuum_valve: safe value True" in out
+        # The 750-352 holds no fall-back values to read: said plainly, with what 0 means.
+        assert "io: safe values: on a watchdog trip the module sets every output to 0" in out
+        assert "nothing is read back" in out and "750-352 manual" in out
+        assert "io.heater_contactor: safe value False (raw 0)" in out
+        assert "io.vacuum_valve: safe value True (raw 0, inverted wiring)" in out
 
 
 async def test_read_the_serial_analyzer(sim: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -77,11 +77,13 @@ async def test_vendor_booth_runs_a_unit_and_its_coupler_watchdog_bites(tmp_path:
         assert truth["parts_dropped"] == 0
         assert truth["heater_contactor_closed"]
         # The supervisor goes away: the coupler's own watchdog opens the contactor (the E5CC has
-        # no comm-loss timeout: this is the layer that covers it), and keeps suction.
+        # no comm-loss timeout: this is the layer that covers it), and keeps suction, N2 and the
+        # exhaust on through the wiring (every output raw 0).
         r.stop.set()
         await wait_for(
             lambda: r.sim.state()["io_watchdog_tripped"], timeout_s=5.0, what="watchdog tripped"
         )
         truth = r.sim.state()
         assert not truth["heater_contactor_closed"] and not truth["heater_on"]
-        assert wago.do[4] is False and wago.do[5] is False  # type: ignore[attr-defined]
+        assert not any(wago.do)  # type: ignore[attr-defined]
+        assert truth["n2_maintain_on"] and truth["exhaust_ok"]

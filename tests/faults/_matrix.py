@@ -16,6 +16,7 @@ from typing import Any
 
 from booth_ctl.control._events import CommandRefused
 
+from . import _cover
 from ._rig import BAND_C, O2_LEAK_PPM, O2_LIMIT_PPM, SETPOINT_C, Rig, Sample
 
 PHASES = ("idle", "flux", "solder", "resetting")
@@ -125,8 +126,11 @@ class Outcome:
         return ", ".join(parts) or "-"
 
 
-def required(label: str, phase: str) -> tuple[str, str]:
-    """(required response, goal) of a fault in a phase, as the docs state them."""
+def required(label: str, phase: str, *, own_comm_loss: bool = True) -> tuple[str, str]:
+    """(required response, goal) of a fault in a phase, as the docs state them.
+
+    ``own_comm_loss`` False: the fault takes offline a heater controller without a comm-loss
+    timeout of its own, which only the contactor path can cover (tests/faults/_cover.py)."""
     dip = phase in ("flux", "solder")
     withdraw = label in (SOLDER_WITHDRAW if phase == "solder" else FLUX_WITHDRAW)
     parts: list[str] = []
@@ -153,7 +157,10 @@ def required(label: str, phase: str) -> tuple[str, str]:
                     else ""
                 )
             )
-    if label in TRIPS:
+    if label in TRIPS and not own_comm_loss and label.startswith("device_offline:"):
+        parts.append(_cover.RESPONSE)
+        goals.append(_cover.GOAL)
+    elif label in TRIPS:
         parts.append("trip: heater off by both paths, aborted")
         goals.append(
             "heater off <= 1 s" if label != "device_offline:heater1" else "contactor open <= 1 s"
@@ -217,38 +224,46 @@ def _after(s: Sample | None, t0: float) -> float | None:
 async def run_case(rig: Rig, label: str, phase: str, *, slow_s: float = 120.0) -> Outcome:
     """One cell of the matrix. ``slow_s``: how long the slow heater faults may take to trip."""
     name, value = FAULT_BY_LABEL[label]
-    response, goal = required(label, phase)
+    device = value if name == "device_offline" else None
+    uncovered = _cover.uncovered_controller(rig.loaded, device)
+    response, goal = required(label, phase, own_comm_loss=not uncovered)
     out = Outcome(label, phase, response, goal)
     tl = rig.timeline
     tl.mark()
     since = await rig.to_phase(phase)
-    device = value if name == "device_offline" else None
     truth0 = rig.truth()
     base = (len(truth0["bath_entries"]), truth0["flux_dips"], truth0["parts_dropped_in_bath"])
     async with _Watch(rig, device) as watch:
         await asyncio.sleep(0)  # the watch's first look is before the fault
         t0 = time.monotonic()
         rig.sim.inject(name, value)
-        await _respond(rig, out, t0, since, slow_s)
+        await _respond(rig, out, t0, since, slow_s, uncovered=uncovered)
         if device is not None:
             await rig.wait(lambda: watch.stale_at is not None, GENEROUS, f"{device} data stale")
             assert watch.stale_at is not None
             out.measured["stale"] = watch.stale_at - t0
             if watch.stale_at - t0 > STALE_S:
                 out.missed.append(f"{device} data stale after {watch.stale_at - t0:.2f} s")
+        if uncovered:
+            assert device is not None
+            await _cover.stopped_when_back(rig, out, device, t0, GENEROUS)
     tl.recording = False
     _check_rules(rig, out, base)
     return out
 
 
-async def _respond(rig: Rig, out: Outcome, t0: float, since: int, slow_s: float) -> None:
+async def _respond(
+    rig: Rig, out: Outcome, t0: float, since: int, slow_s: float, *, uncovered: bool = False
+) -> None:
     label, phase = out.label, out.phase
     dip = phase in ("flux", "solder")
     withdraw = dip and label in (SOLDER_WITHDRAW if phase == "solder" else FLUX_WITHDRAW)
     tl = rig.timeline
     if withdraw:
         await _withdrawal(rig, out, t0, since)
-    if label in TRIPS:
+    if label in TRIPS and uncovered:
+        await _cover.contactor_path(rig, out, t0, HEATER_OFF_S, GENEROUS)
+    elif label in TRIPS:
         await rig.wait(lambda: rig.state in ("aborting", "aborted"), GENEROUS, "a trip")
         await rig.wait(
             lambda: _heater_off(tl.samples[-1]) if tl.samples else False,

@@ -17,6 +17,7 @@ from typing import Any
 import aiomqtt
 
 from booth_ctl.config._booth import load_config
+from booth_ctl.config._layers import has_comm_loss
 from booth_ctl.links.mqtt import NoReply, mqtt_client, send_command
 from devkit.booth import BoothStack
 from tests._util import wait_for
@@ -27,6 +28,18 @@ WATCHDOG_SAFE_S = 1.0
 #: by the layer that is left).
 DRIVE_PART_OUT_S = 1.0
 RESTART_TIMEOUT_S = 30.0
+#: With a heater controller that has no comm-loss timeout (the contactor alone covers it).
+UNCOVERED_RESPONSE = (
+    "I/O watchdog drops the outputs (heater contactor open, heater unpowered); the drive "
+    "withdraws the part by itself; the controller runs on, deaf, until the restarted supervisor "
+    "stops it; after restart `stopped`, outputs safe, the job recorded aborted"
+)
+UNCOVERED_GOAL = (
+    "contactor open <= 1 s; part out <= the drive's comm_timeout_s + 1 s; controller stopped "
+    "<= 1 s after the supervisor is back online"
+)
+#: ... and the restarted supervisor stops it within this of being back online.
+STOPPED_AFTER_RESTART_S = 1.0
 
 
 @dataclass
@@ -65,10 +78,19 @@ class Booth:
         self.stack = stack
         self.client = client
         self._lots = 0
-        cfg = load_config(stack.config).config
+        loaded = load_config(stack.config)
+        cfg = loaded.config
         timeout_s = cfg.devices[cfg.device_of_kind("holder_drive")].comm_timeout_s
         assert timeout_s is not None  # required by the booth config
         self.drive_comm_timeout_s = timeout_s
+        #: A heater controller without a comm-loss timeout of its own (an Omron E5CC) keeps
+        #: running while the supervisor is silent: only the contactor covers it, and the
+        #: restarted supervisor must stop it (tests/faults/_cover.py).
+        self.uncovered = any(
+            not has_comm_loss(d, loaded.maps[n])
+            for n, d in cfg.devices.items()
+            if d.kind == "temp_controller"
+        )
 
     async def command(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return await send_command(self.client, self.stack.booth_id, name, args or {}, 5.0)
@@ -150,6 +172,12 @@ async def outputs_safe(
         out.problems.append(
             f"part out {took:.2f} s after the stop (drive comm_timeout_s {drive:g} s)"
         )
+    if booth.uncovered:
+        # No second path: the contactor alone must keep the heater without power.
+        if any(v["heater_on"] for v in booth.stack.sim_state()["vessels"].values()):
+            out.problems.append("a heater powered with the supervisor silent")
+        out.notes.append("the controller has no comm-loss timeout: stopped after the restart")
+        return
     # The heater controller's own comm-loss timeout is the second path.
     await booth.until(
         "the heater controller's own comm-loss stop",
@@ -166,6 +194,22 @@ async def after_restart(booth: Booth, lot: str, out: ProcessOutcome) -> None:
     if st["state"] != "stopped":
         out.problems.append(f"after restart the booth is {st['state']}, not stopped")
     truth = booth.stack.sim_state()
+    if booth.uncovered:
+        # Deaf while the supervisor was away, the controller may still run: the restarted
+        # supervisor must stop it at once, the contactor staying open.
+        await booth.until(
+            "the restarted supervisor to stop the heater controller",
+            10.0,
+            lambda: not any(v["running"] for v in booth.stack.sim_state()["vessels"].values()),
+        )
+        stopped = time.monotonic() - t
+        out.measured["stopped_after_restart"] = stopped
+        online = out.measured["restart"] or 0.0
+        if stopped - online > STOPPED_AFTER_RESTART_S:
+            out.problems.append(
+                f"controller stopped {stopped - online:.2f} s after the supervisor was back"
+            )
+        truth = booth.stack.sim_state()
     if truth["heater_contactor_closed"] or any(v["running"] for v in truth["vessels"].values()):
         out.problems.append("after restart the heater is on before any reset")
     await booth.until(
@@ -184,13 +228,19 @@ async def after_restart(booth: Booth, lot: str, out: ProcessOutcome) -> None:
         out.problems.append("the heater came back on without a reset")
 
 
-async def hang_and_kill_async(workdir: Path) -> list[ProcessOutcome]:
+async def hang_and_kill_async(
+    workdir: Path, template: str = "booth-sim.toml"
+) -> list[ProcessOutcome]:
     hang = ProcessOutcome("supervisor hang (SIGSTOP)")
     kill = ProcessOutcome("supervisor kill -9")
-    with BoothStack(workdir, overrides=stack_overrides) as stack:
+    with BoothStack(workdir, template=template, overrides=stack_overrides) as stack:
         mqtt = load_config(stack.config).config.mqtt
         async with mqtt_client(mqtt) as client:
             booth = Booth(stack, client)
+            if booth.uncovered:
+                for o in (hang, kill):
+                    o.response = UNCOVERED_RESPONSE
+                    o.goal = UNCOVERED_GOAL
             await booth.to_idle()
             lot = await booth.dip()
             t0 = time.monotonic()
@@ -212,5 +262,5 @@ async def hang_and_kill_async(workdir: Path) -> list[ProcessOutcome]:
     return [hang, kill]
 
 
-def hang_and_kill(workdir: Path) -> list[ProcessOutcome]:
-    return asyncio.run(hang_and_kill_async(workdir))
+def hang_and_kill(workdir: Path, template: str = "booth-sim.toml") -> list[ProcessOutcome]:
+    return asyncio.run(hang_and_kill_async(workdir, template))
