@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.links.mqtt import STABLE_CONNECTION_S
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import (
     FakeController,
@@ -51,14 +50,8 @@ def reload_acl(broker: Broker, acl: str) -> None:
     os.kill(broker._proc.pid, signal.SIGHUP)
 
 
-@contextlib.contextmanager
-def acl_broker(tmp_path: Path, acl: str) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker", users=USERS, acl=acl)
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
+def acl_broker(tmp_path: Path, acl: str) -> contextlib.AbstractContextManager[Broker]:
+    return running_broker(tmp_path / "broker", users=USERS, acl=acl)
 
 
 def _booth(tmp_path: Path, broker: Broker, **mqtt: Any) -> LoadedConfig:

@@ -9,7 +9,7 @@ import aiomqtt
 import pytest
 
 from booth_ctl.records import RecordStore
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from drivers import ConfigError
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import (
@@ -44,12 +44,8 @@ topic read booth/#
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(tmp_path_factory.mktemp("secure-mosquitto"), users=USERS, acl=ACL)
-    b.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("secure-mosquitto"), users=USERS, acl=ACL) as b:
         yield b
-    finally:
-        b.stop()
 
 
 def _password_file(tmp_path: Path, mode: int = 0o600) -> Path:
