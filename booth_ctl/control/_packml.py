@@ -56,20 +56,8 @@ TARGET = MappingProxyType(
 #: The heaters run (two paths closed) only in these states and only with no trip latched.
 HEATING = frozenset(STATES) - AT_OR_TO_STOP
 
-#: A job exists in these states.
-JOB = frozenset(
-    {
-        "starting",
-        "execute",
-        "completing",
-        "holding",
-        "held",
-        "unholding",
-        "suspending",
-        "suspended",
-        "unsuspending",
-    }
-)
+#: A job exists in these states: heating ones, but for the three with no job (before or after one).
+JOB = HEATING - {"resetting", "idle", "complete"}
 
 #: States in which the supervisor commands no motion and no job runs. With the holder also up,
 #: the booth is at rest: nothing can enter or sit in a bath, so the inputs only gate the next

@@ -59,6 +59,9 @@ def test_the_heaters_run_everywhere_but_at_a_stop_or_on_the_way_to_one() -> None
     assert {s for s in STATES if s not in HEATING} == {
         "stopped", "stopping", "aborting", "aborted", "clearing"
     }
+    job = {"starting", "execute", "completing", "holding", "held", "unholding",
+           "suspending", "suspended", "unsuspending"}
+    assert job == JOB
 
 
 @pytest.mark.parametrize("state", STATES)
