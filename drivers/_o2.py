@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import time
-from types import TracebackType
 from typing import Any, Self
 
 import serial
@@ -90,12 +89,7 @@ class O2Analyzer:
         self._task = asyncio.create_task(self._run(), name=f"o2-reader:{self.name}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
