@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from devkit.config import CONFIG_DIR, ROOT, free_port, render_config
 
-__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "wait_for"]
+__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "run_tool", "wait_for"]
 
 T = TypeVar("T")
 
@@ -34,3 +35,18 @@ async def wait_for(
                 f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
             )
         await asyncio.sleep(interval_s)
+
+
+def run_tool(
+    argv: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command line as an operator would: its text output captured, its exit code left
+    for the test to judge; `env` is its whole environment (this process's when None)."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        check=False,
+    )
