@@ -25,18 +25,14 @@ from drivers import (
     RegisterMap,
     WriteRefusedError,
     WriteVerifyError,
-    load_register_map,
     open_device,
 )
-from tests._util import CONFIG_DIR, free_port, wait_for
+from tests._util import free_port, wait_for
 
-from ._fakes import Bank, HostileTcpServer, PtyRtuServer
+from ._fakes import HOLDER_MAP, IO_MAP, TC_MAP, Bank, HostileTcpServer, PtyRtuServer
 
 pytestmark = pytest.mark.timeout(30)
 
-TC_MAP = load_register_map(CONFIG_DIR / "maps" / "tc-generic.toml")
-IO_MAP = load_register_map(CONFIG_DIR / "maps" / "io-generic.toml")
-HOLDER_MAP = load_register_map(CONFIG_DIR / "maps" / "holder-generic.toml")
 
 
 def tcp_config(port: int, kind: str = "temp_controller", unit: int = 1, **kw: Any) -> DeviceConfig:
