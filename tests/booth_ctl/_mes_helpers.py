@@ -140,6 +140,30 @@ async def running_link(
             st.close()
 
 
+class MesBooth:
+    """A running link around a FakeController, with the MES client talking to it."""
+
+    def __init__(self, loaded: LoadedConfig, ctl: FakeController, mes: Mes) -> None:
+        self.loaded = loaded
+        self.ctl = ctl
+        self.mes = mes
+        self.store_path = Path(loaded.config.records.path)
+
+    def audit(self, rid: str) -> list[dict[str, Any]]:
+        """The command audit's entries of request id `rid`."""
+        with RecordStore(self.store_path) as store:
+            return [a for a in store.command_audit() if a["request_id"] == rid]
+
+
+@contextlib.asynccontextmanager
+async def mes_booth(tmp_path: Path, broker_port: int) -> AsyncIterator[MesBooth]:
+    """The MES link on a booth config of `tmp_path`, on the broker at `broker_port`."""
+    loaded = booth_config(tmp_path, broker_port)
+    ctl = FakeController()
+    async with running_link(loaded, ctl), mes_client(broker_port, loaded.config.booth_id) as mes:
+        yield MesBooth(loaded, ctl, mes)
+
+
 def ready_now() -> asyncio.Event:
     """The runtime's readiness, already given (tests of the link and the authority alone)."""
     ready = asyncio.Event()
