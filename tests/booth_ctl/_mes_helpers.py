@@ -140,6 +140,20 @@ async def running_link(
             st.close()
 
 
+@contextlib.asynccontextmanager
+async def mes_then_link(
+    tmp_path: Path, broker_port: int
+) -> AsyncIterator[tuple[Mes, MesLink, Records]]:
+    """The MES client subscribed first (it misses nothing the link sends), then the link around
+    a FakeController, on a booth config of `tmp_path`."""
+    loaded = booth_config(tmp_path, broker_port)
+    async with (
+        mes_client(broker_port, loaded.config.booth_id) as mes,
+        running_link(loaded, FakeController()) as (link, records),
+    ):
+        yield mes, link, records
+
+
 class MesBooth:
     """A running link around a FakeController, with the MES client talking to it."""
 

@@ -24,6 +24,7 @@ from tests.booth_ctl._mes_helpers import (
     FakeController,
     booth_config,
     mes_client,
+    mes_then_link,
     ready_now,
     running_link,
 )
@@ -49,11 +50,7 @@ def assert_in_order(events: list[dict[str, Any]], first: int | None = None) -> l
 
 
 async def test_events_go_out_in_order_with_seq_plus_one(tmp_path: Path, broker: Broker) -> None:
-    loaded = booth_config(tmp_path, broker.port)
-    async with (
-        mes_client(broker.port, loaded.config.booth_id) as mes,
-        running_link(loaded, FakeController()) as (_, records),
-    ):
+    async with mes_then_link(tmp_path, broker.port) as (mes, _, records):
         for i in range(300):
             records.submit("state_changed", {"i": i})
         await records.flush()
@@ -183,11 +180,7 @@ async def test_online_and_retained_status(tmp_path: Path, broker: Broker) -> Non
 
 
 async def test_telemetry_is_published(tmp_path: Path, broker: Broker) -> None:
-    loaded = booth_config(tmp_path, broker.port)
-    async with (
-        mes_client(broker.port, loaded.config.booth_id) as mes,
-        running_link(loaded, FakeController()) as (link, _),
-    ):
+    async with mes_then_link(tmp_path, broker.port) as (mes, link, _):
         for i in range(3):
             link.telemetry({"o2_ppm": 100.0 + i, "scan": {"period_ms": 10}})
             await wait_for(lambda n=i: len(mes.telemetry) > n, timeout_s=5, what="telemetry")
