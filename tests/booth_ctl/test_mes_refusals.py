@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,26 @@ def _logged(caplog: pytest.LogCaptureFixture, needle: str) -> int:
     return sum(1 for r in caplog.records if needle in r.getMessage())
 
 
-async def test_refused_events_stay_in_the_outbox_until_the_broker_takes_them(
+@pytest.fixture
+def refusing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+) -> Iterator[Callable[[str], Broker]]:
+    """Starts a broker whose ACL lets the booth publish everything but `topic`; logs the link's
+    warnings; stops the broker at the end."""
     caplog.set_level(logging.WARNING, logger="booth_ctl.mes")
-    # The booth may publish everything but its events.
-    with acl_broker(tmp_path, _acl("online", "status", "telemetry", "reply")) as broker:
-        await _refused_events(tmp_path, broker, caplog)
+    with contextlib.ExitStack() as stack:
+
+        def start(topic: str) -> Broker:
+            acl = _acl(*(t for t in ALL if t != topic))
+            return stack.enter_context(acl_broker(tmp_path, acl))
+
+        yield start
 
 
-async def _refused_events(
-    tmp_path: Path, acl_broker: Broker, caplog: pytest.LogCaptureFixture
+async def test_refused_events_stay_in_the_outbox_until_the_broker_takes_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refusing: Callable[[str], Broker]
 ) -> None:
+    acl_broker = refusing("events")
     loaded = _booth(tmp_path, acl_broker)
     async with _mes(acl_broker) as mes, running_link(loaded, FakeController()) as (link, records):
         store = records.store
@@ -109,17 +118,9 @@ async def _refused_events(
 
 
 async def test_refused_replies_are_kept_and_each_command_gets_exactly_one(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refusing: Callable[[str], Broker]
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="booth_ctl.mes")
-    # The booth may publish everything but its replies.
-    with acl_broker(tmp_path, _acl("online", "status", "telemetry", "events")) as broker:
-        await _refused_replies(tmp_path, broker, caplog)
-
-
-async def _refused_replies(
-    tmp_path: Path, acl_broker: Broker, caplog: pytest.LogCaptureFixture
-) -> None:
+    acl_broker = refusing("reply")
     # Room for a few replies only: the queue fills up while the broker refuses them.
     loaded = _booth(tmp_path, acl_broker, queue_max=10, command_queue_max=64)
     ctl = FakeController()
