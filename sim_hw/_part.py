@@ -61,37 +61,31 @@ class PartState:
     drops: list[Drop] = field(default_factory=list)
 
 
+@dataclass
 class PartHandling:
     """The part, the suction head's vacuum, the flux pot's level and the record of bath entries."""
 
-    def __init__(
-        self,
-        config: SimConfig,
-        settings: SimSettings,
-        *,
-        holder: HolderDrive,
-        io: RemoteIO,
-        faults: FaultSet,
-        atmosphere: Atmosphere,
-        vessels: Mapping[str, SolderVessel],
-    ) -> None:
-        self.config = config
-        self.settings = settings
-        self.holder = holder
-        self.io = io
-        self.faults = faults
-        self.atmosphere = atmosphere
-        self.vessels = vessels
-        self.vacuum_kpa = 0.0
-        self.part = PartState()
-        self._load_dwell_s = 0.0
-        self.bath_entries: list[BathEntry] = []
-        self.flux_level_pct = settings.flux_level_pct
-        self.flux_dips = 0
-        self.flux_lid_closed = settings.flux_lid_closed
-        # Times of the current step: sim time, and wall-clock time for the records.
-        self._t_s = 0.0
-        self._ts = 0.0
+    config: SimConfig
+    settings: SimSettings
+    #: What it reads of the rest of the booth (it changes nothing of theirs).
+    holder: HolderDrive
+    io: RemoteIO
+    faults: FaultSet
+    atmosphere: Atmosphere
+    vessels: Mapping[str, SolderVessel]
+
+    part: PartState = field(default_factory=PartState, init=False)
+    vacuum_kpa: float = field(default=0.0, init=False)
+    bath_entries: list[BathEntry] = field(default_factory=list, init=False)
+    flux_dips: int = field(default=0, init=False)
+    _load_dwell_s: float = field(default=0.0, init=False)
+    # Times of the current step: sim time, and wall-clock time for the records.
+    _t_s: float = field(default=0.0, init=False)
+    _ts: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.flux_level_pct = self.settings.flux_level_pct
+        self.flux_lid_closed = self.settings.flux_lid_closed
 
     @property
     def vacuum_leak_kpa(self) -> float:

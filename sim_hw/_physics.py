@@ -98,8 +98,8 @@ class BoothPhysics:
             comm_timeout_s=cfg.devices[self.holder_device].comm_timeout_s,
         )
         self.handling = PartHandling(
-            cfg,
-            s,
+            config=cfg,
+            settings=s,
             holder=self.holder,
             io=self.io,
             faults=self.faults,
@@ -208,10 +208,10 @@ class BoothPhysics:
             "n2_supply_ok": "n2_supply_loss" not in f,
             "high_limit_ok": not self.high_limit_tripped,
             "hook_engaged": self.part.present and self.config.holder.kind in ("chain", "both"),
-            "flux_lid_closed": self.flux_lid_closed,
+            "flux_lid_closed": self.handling.flux_lid_closed,
             "vacuum_kpa": self.vacuum_kpa,
             "n2_flow_lpm": self.n2_flow_lpm,
-            "flux_level_pct": self.reported_flux_level_pct,
+            "flux_level_pct": self.handling.reported_flux_level_pct,
         }
         for name, value in values.items():
             if name in bank:
@@ -266,26 +266,6 @@ class BoothPhysics:
     @property
     def bath_entries(self) -> list[BathEntry]:
         return self.handling.bath_entries
-
-    @property
-    def flux_level_pct(self) -> float:
-        return self.handling.flux_level_pct
-
-    @property
-    def flux_dips(self) -> int:
-        return self.handling.flux_dips
-
-    @property
-    def flux_lid_closed(self) -> bool:
-        return self.handling.flux_lid_closed
-
-    @flux_lid_closed.setter
-    def flux_lid_closed(self, closed: bool) -> None:
-        self.handling.flux_lid_closed = closed
-
-    @property
-    def reported_flux_level_pct(self) -> float:
-        return self.handling.reported_flux_level_pct
 
     @property
     def contactor_closed(self) -> bool:
