@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from booth_ctl.config._alloys import FluxAgent, SolventClass
 from booth_ctl.config._layers import has_comm_loss, layer_problems, without_comm_loss
-from drivers import DeviceConfig, RegisterMap
+from drivers import DeviceConfig
 from drivers._booth_file import (
     RULE_SEPARATOR,
+    LoadedFile,
     load_maps,
     read_booth_file,
     refuse,
@@ -273,18 +274,8 @@ class BoothConfig(_Strict):
         raise KeyError(kind)
 
 
-class LoadedConfig:
+class LoadedConfig(LoadedFile[BoothConfig]):
     """A validated config with its file's location and the register maps it names."""
-
-    def __init__(self, path: Path, config: BoothConfig, maps: dict[str, RegisterMap]) -> None:
-        self.path = path
-        self.config = config
-        self.maps = maps
-
-    def resolve(self, relative: str) -> Path:
-        """A path from the config, relative to the config file's folder."""
-        p = Path(relative)
-        return p if p.is_absolute() else (self.path.parent / p)
 
 
 def check_config(path: str | Path) -> tuple[LoadedConfig | None, list[str]]:
