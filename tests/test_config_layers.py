@@ -39,34 +39,37 @@ def test_a_controller_without_comm_loss_is_covered_by_the_io_watchdog(model: str
     assert loaded.config.devices["heater1"].comm_timeout_s is None
 
 
-def test_without_the_io_covering_it_the_controller_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        pytest.param(
+            "poll = false\nsafe_value = false\n",
+            "poll = false\n",
+            r"devices\.heater1\.map: .*no comm-loss timeout",
+            id="without the io covering it the controller is refused",
+        ),
+        pytest.param(
+            # the valve wired straight (not inverted): the module's zero fall-back would drop
+            # the part
+            "type = \"bool\"\ninvert = true\nwritable = true\npoll = false\nsafe_value = true\n",
+            "type = \"bool\"\nwritable = true\npoll = false\nsafe_value = false\n",
+            r"vacuum_pump: safe_value False",
+            id="a fallback that releases the vacuum is refused",
+        ),
+        pytest.param(
+            "safe_value = false\n",
+            "safe_value = true\n",
+            r"sets every output to 0",
+            id="a safe value the module cannot give is refused",
+        ),
+    ],
+)
+def test_an_io_map_edit_that_breaks_a_safety_layer_is_refused(
+    tmp_path: Path, old: str, new: str, match: str
+) -> None:
     data = _example()
-    data["devices"]["io"]["map"] = _map_without(
-        tmp_path, "wago-750-352.toml", "poll = false\nsafe_value = false\n", "poll = false\n"
-    )
-    with pytest.raises(ConfigError, match=r"devices\.heater1\.map: .*no comm-loss timeout"):
-        config_from_dict(data, CONFIG_DIR / "booth.example.toml")
-
-
-def test_a_fallback_that_releases_the_vacuum_is_refused(tmp_path: Path) -> None:
-    data = _example()
-    # the valve wired straight (not inverted): the module's zero fall-back would drop the part
-    data["devices"]["io"]["map"] = _map_without(
-        tmp_path,
-        "wago-750-352.toml",
-        "type = \"bool\"\ninvert = true\nwritable = true\npoll = false\nsafe_value = true\n",
-        "type = \"bool\"\nwritable = true\npoll = false\nsafe_value = false\n",
-    )
-    with pytest.raises(ConfigError, match=r"vacuum_pump: safe_value False"):
-        config_from_dict(data, CONFIG_DIR / "booth.example.toml")
-
-
-def test_a_safe_value_the_module_cannot_give_is_refused(tmp_path: Path) -> None:
-    data = _example()
-    data["devices"]["io"]["map"] = _map_without(
-        tmp_path, "wago-750-352.toml", "safe_value = false\n", "safe_value = true\n"
-    )
-    with pytest.raises(ConfigError, match=r"sets every output to 0"):
+    data["devices"]["io"]["map"] = _map_without(tmp_path, "wago-750-352.toml", old, new)
+    with pytest.raises(ConfigError, match=match):
         config_from_dict(data, CONFIG_DIR / "booth.example.toml")
 
 
