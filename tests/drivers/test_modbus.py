@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,6 +65,17 @@ def tc_bank(pv_raw: int = 2500, status: int = 0b1000) -> Bank:
     bank.tables["input"][0:3] = [pv_raw & 0xFFFF, 456, status]
     bank.tables["holding"][0:4] = [2500, 1, 0, 0]
     return bank
+
+
+@contextlib.asynccontextmanager
+async def tc_device(bank: Bank, **cfg: Any) -> AsyncIterator[ModbusDevice]:
+    """The generic temperature controller ``heater1`` (TC_MAP) over TCP, served by `bank`."""
+    async with (
+        HostileTcpServer({1: bank}) as server,
+        open_device("heater1", tcp_config(server.port, **cfg), TC_MAP) as dev,
+    ):
+        assert isinstance(dev, ModbusDevice)
+        yield dev
 
 
 async def poll_until(dev: Any, point: str, quality: Quality, timeout_s: float = 5.0) -> Any:
@@ -219,10 +231,7 @@ async def test_every_exception_code_is_typed(code: int) -> None:
     bank = tc_bank()
     bank.mode = "exception"
     bank.exception_code = code
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port), TC_MAP) as dev,
-    ):
+    async with tc_device(bank) as dev:
         readings = await dev.poll()
         # 0A/0B: a gateway says the device behind it does not answer.
         expected = Quality.NO_COMM if code in (0x0A, 0x0B) else Quality.BAD
@@ -238,10 +247,7 @@ async def test_every_exception_code_is_typed(code: int) -> None:
 async def test_reads_are_retried_at_most_config_retries_times() -> None:
     bank = tc_bank()
     bank.mode = "silent"
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, retries=1), TC_MAP) as dev,
-    ):
+    async with tc_device(bank, retries=1) as dev:
         await dev.poll()
         assert bank.requests == 2  # first block: 1 + 1 retry; the second is not tried
 
@@ -249,10 +255,7 @@ async def test_reads_are_retried_at_most_config_retries_times() -> None:
 async def test_write_verify_failure() -> None:
     bank = tc_bank()
     bank.mode = "ignore_writes"
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port), TC_MAP) as dev,
-    ):
+    async with tc_device(bank) as dev:
         with pytest.raises(WriteVerifyError, match=r"sv_c = 300\.0 \(raw 3000\).*250\.0"):
             await dev.write("sv_c", 300.0)
         assert bank.requests == 2  # the write and its readback
@@ -268,10 +271,7 @@ async def test_write_verify_failure() -> None:
 async def test_write_is_never_retried_blindly() -> None:
     bank = tc_bank()
     bank.mode = "silent"
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, retries=2), TC_MAP) as dev,
-    ):
+    async with tc_device(bank, retries=2) as dev:
         with pytest.raises(DeviceTimeout, match=r"no reply within 0\.05 s"):
             await dev.write("sv_c", 100.0)
         assert bank.requests == 1
@@ -316,11 +316,7 @@ async def test_enter_does_not_fail_when_the_device_is_down() -> None:
 
 async def test_good_readings_go_stale_when_not_refreshed() -> None:
     bank = tc_bank()
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, stale_s=0.05), TC_MAP) as dev,
-    ):
-        assert isinstance(dev, ModbusDevice)
+    async with tc_device(bank, stale_s=0.05) as dev:
         await dev.poll()
         dev.health.retry_at_s = time.monotonic() + 60  # hold the next attempt back
         r = await poll_until(dev, "pv_c", Quality.STALE, timeout_s=2.0)
@@ -329,11 +325,7 @@ async def test_good_readings_go_stale_when_not_refreshed() -> None:
 
 async def test_episode_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     bank = tc_bank()
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, retries=0), TC_MAP) as dev,
-    ):
-        assert isinstance(dev, ModbusDevice)
+    async with tc_device(bank, retries=0) as dev:
         await dev.poll()
         bank.mode = "silent"
         for _ in range(5):
