@@ -156,8 +156,13 @@ def running_broker(
     *,
     users: Mapping[str, str] | None = None,
     acl: str | None = None,
+    persistent: bool = False,
+    listener_options: Sequence[str] = (),
 ) -> Iterator[Broker]:
-    broker = Broker(workdir, users=users, acl=acl)
+    """A started Broker (see Broker for the options), stopped on the way out."""
+    broker = Broker(
+        workdir, users=users, acl=acl, persistent=persistent, listener_options=listener_options
+    )
     broker.start()
     try:
         yield broker

@@ -18,7 +18,7 @@ from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.control._events import Event
 from booth_ctl.links.mqtt import records_and_link
 from booth_ctl.records import Records, RecordStore
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from tests._util import ROOT, wait_for
 from tests.booth_ctl._mes_helpers import (
     FakeController,
@@ -84,9 +84,7 @@ async def producing(records: Records) -> AsyncIterator[list[int]]:
 
 
 async def test_events_survive_a_broker_outage_without_gap_or_reorder(tmp_path: Path) -> None:
-    broker = Broker(tmp_path / "broker", persistent=True)
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker", persistent=True) as broker:
         loaded = booth_config(tmp_path, broker.port)
         booth_id = loaded.config.booth_id
         async with running_link(loaded, FakeController()) as (link, records):
@@ -113,14 +111,10 @@ async def test_events_survive_a_broker_outage_without_gap_or_reorder(tmp_path: P
                 )
                 received += m2.events
         assert assert_in_order(received, first=1) == list(range(1, last + 1))
-    finally:
-        broker.stop()
 
 
 async def test_events_resume_after_the_broker_is_killed(tmp_path: Path) -> None:
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker") as broker:
         loaded = booth_config(tmp_path, broker.port)
         booth_id = loaded.config.booth_id
         async with running_link(loaded, FakeController()) as (link, records):
@@ -150,8 +144,6 @@ async def test_events_resume_after_the_broker_is_killed(tmp_path: Path) -> None:
         # What the MES got after the restart is one unbroken run (the booth resent from its
         # oldest unacknowledged event), and the store saw every event acknowledged.
         assert_in_order(mes.events)
-    finally:
-        broker.stop()
 
 
 async def test_online_and_retained_status(tmp_path: Path, broker: Broker) -> None:

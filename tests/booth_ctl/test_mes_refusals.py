@@ -157,9 +157,7 @@ async def test_a_connection_that_fails_at_once_backs_off(tmp_path: Path) -> None
     # ends within the other's reconnect wait. The waits must keep growing (0.05-0.1 s,
     # 0.1-0.2, 0.2-0.4, then 0.3-0.6 s), not start from the shortest at each connection.
     assert STABLE_CONNECTION_S > 5.0
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker") as broker:
         backoff = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.6}
         a = booth_config(tmp_path / "a", broker.port, **backoff)
         b = booth_config(tmp_path / "b", broker.port, **backoff)
@@ -178,8 +176,6 @@ async def test_a_connection_that_fails_at_once_backs_off(tmp_path: Path) -> None
                 lambda: total() >= 12, timeout_s=30, what="12 connections", interval_s=0.02
             )
             elapsed = time.monotonic() - t0
-    finally:
-        broker.stop()
     # Each connection takes the other's, so the waits follow one another. After the first
     # four connections (one wait each) each link waits at least 0.1 + 0.2 + 0.3 + 0.3 s for its
     # next four: 1.8 s in all; with the backoff reset at every connection, 8 waits would take
