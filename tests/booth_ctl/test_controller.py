@@ -36,10 +36,6 @@ def _heater_off(out: dict[str, Any]) -> bool:
     return out["heater1.run"] == 0 and out["io.heater_contactor"] is False
 
 
-
-
-
-
 # ---------------------------------------------------------------------------- start-up
 
 

@@ -109,6 +109,14 @@ async def _until_idle(
     )
 
 
+async def _job_until(r: Running, lot: str, units: int, truth: str) -> None:
+    """From idle, start a job of `units` of the demo recipe; wait for the simulator's truth
+    `truth` (a flag of its state) to become true."""
+    await _until_idle(r)
+    r.sup.controller.start_job(lot, "demo", _demo(r), units)
+    await wait_for(lambda: r.sim.state()[truth], timeout_s=JOB_TIMEOUT_S, what=truth)
+
+
 async def _one_clean_unit(r: Running, lot: str) -> dict[str, Any]:
     """Run a one-unit job of the demo recipe to complete; the simulator's truth must show one
     dip in the O2 and temperature window and the part back out. Returns that truth."""
@@ -248,11 +256,7 @@ async def test_each_device_is_refreshed_at_a_quarter_of_its_own_timeout(tmp_path
 
 async def test_a_stop_in_the_bath_withdraws_the_part_and_cuts_the_heater(tmp_path: Path) -> None:
     async with running_booth(tmp_path) as r:
-        await _until_idle(r)
-        r.sup.controller.start_job("LOT-STOP", "demo", _demo(r), 2)
-        await wait_for(
-            lambda: r.sim.state()["part_in_bath"], timeout_s=JOB_TIMEOUT_S, what="part in bath"
-        )
+        await _job_until(r, "LOT-STOP", 2, "part_in_bath")
         r.stop.set()
         async with asyncio.timeout(15):
             await r.task
@@ -288,11 +292,7 @@ async def test_a_device_that_goes_silent_is_no_comm_then_good_again(tmp_path: Pa
 
 async def test_a_stalled_hoist_is_reset_through_the_drive_by_a_pulse(tmp_path: Path) -> None:
     async with running_booth(tmp_path) as r:
-        await _until_idle(r)
-        r.sup.controller.start_job("LOT-STALL", "demo", _demo(r), 1)
-        await wait_for(
-            lambda: r.sim.state()["holder_moving"], timeout_s=JOB_TIMEOUT_S, what="holder moving"
-        )
+        await _job_until(r, "LOT-STALL", 1, "holder_moving")
         r.sim.inject("hoist_stall")
         await wait_for(
             lambda: r.sup.controller.state == "aborted", timeout_s=20, what="aborted on stall"

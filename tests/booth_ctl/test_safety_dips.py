@@ -31,10 +31,6 @@ def _shallow_recipe(flux_depth_mm: float = 5.0, dip_depth_mm: float = 3.0) -> Re
     return Recipe.model_validate(data)
 
 
-
-
-
-
 def test_shallow_solder_dip_is_immersed_and_a_door_open_in_the_dwell_rejects() -> None:
     loop = idle_loop()
     tol = loop.plant.loaded.config.holder.z_tolerance_mm

@@ -25,10 +25,6 @@ def _idle(
     return s
 
 
-
-
-
-
 def test_reset_and_a_demo_unit_within_the_contract_times_with_entries_matching() -> None:
     s = _idle()
     t0 = s.t

@@ -25,7 +25,6 @@ from ._fakes import TC_MAP, load_devices
 pytestmark = pytest.mark.timeout(30)
 
 
-
 async def test_a_booth_with_nothing_running_enters_polls_and_leaves(tmp_path: Path) -> None:
     devices, maps = load_devices(render_config(tmp_path))
     async with DeviceSet(devices, maps) as dset:

@@ -35,7 +35,6 @@ from ._fakes import HOLDER_MAP, IO_MAP, TC_MAP, Bank, HostileTcpServer, PtyRtuSe
 pytestmark = pytest.mark.timeout(30)
 
 
-
 def tcp_config(port: int, kind: str = "temp_controller", unit: int = 1, **kw: Any) -> DeviceConfig:
     return DeviceConfig.model_validate(
         {
