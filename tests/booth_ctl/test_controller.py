@@ -32,6 +32,14 @@ def _start(loop: Loop, units: int = 1, **changes: Any) -> None:
     loop.ctl.start_job("LOT-1", "demo", demo_recipe(loop.plant.loaded, **changes), units)
 
 
+def _job_at(step: Step) -> Loop:
+    """A two-unit job of the demo recipe, scanned from idle until the sequencer is at `step`."""
+    loop = idle_loop()
+    _start(loop, units=2)
+    until_step(loop, step)
+    return loop
+
+
 def _heater_off(out: dict[str, Any]) -> bool:
     return out["heater1.run"] == 0 and out["io.heater_contactor"] is False
 
@@ -165,9 +173,7 @@ def test_scan_is_cheap() -> None:
 def test_part_in_the_bath_is_withdrawn_in_the_scan_that_sees_the_cause(
     fault: Any, unmet: str
 ) -> None:
-    loop = idle_loop()
-    _start(loop, units=2)
-    until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL)
     assert loop.plant.in_bath
     fault(loop.plant)
     loop.tick()
@@ -233,9 +239,7 @@ def test_solder_out_of_band_keeps_the_part_out() -> None:
 def test_trip_during_a_dip_withdraws_heater_off_two_paths_and_latches(
     fault: Any, code: str
 ) -> None:
-    loop = idle_loop()
-    _start(loop, units=2)
-    until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL)
     fault(loop.plant)
     loop.tick()
     out = loop.last.outputs
@@ -278,9 +282,7 @@ def test_clear_needs_the_cause_gone_and_the_alarm_acknowledged() -> None:
 
 
 def test_runtime_trip_latches_and_goes_safe() -> None:
-    loop = idle_loop()
-    _start(loop, units=2)
-    until_step(loop, Step.FLUX_DWELL)
+    loop = _job_at(Step.FLUX_DWELL)
     loop.ctl.trip("device lost")
     loop.tick()
     assert _heater_off(loop.last.outputs) and loop.last.outputs["holder.z_target_mm"] == TOP
