@@ -11,37 +11,24 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.links.mqtt import STABLE_CONNECTION_S
 from devkit.broker import Broker, running_broker
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import (
+    BOOTH_TOPICS,
+    SECURE_USERS,
     FakeController,
-    Mes,
     booth_config,
-    mes_client,
     running_link,
+    secure_acl,
+    secure_booth_config,
+    secure_mes,
 )
 
 pytestmark = pytest.mark.mqtt
-
-BOOTH = "sim-01"
-USERS = {"mes": "mes-secret", f"booth-{BOOTH}": "booth-secret"}
-
-
-def _acl(*booth_writes: str) -> str:
-    lines = ["user mes", "topic write booth/+/cmd/#", "topic read booth/#", "",
-             f"user booth-{BOOTH}", f"topic read booth/{BOOTH}/cmd/#"]
-    lines += [f"topic write booth/{BOOTH}/{t}" for t in booth_writes]
-    return "\n".join(lines) + "\n"
-
-
-ALL = ("online", "status", "telemetry", "events", "reply")
-
 
 def reload_acl(broker: Broker, acl: str) -> None:
     """Give the running broker a new ACL (SIGHUP makes Mosquitto re-read it) without dropping
@@ -52,20 +39,7 @@ def reload_acl(broker: Broker, acl: str) -> None:
 
 
 def acl_broker(tmp_path: Path, acl: str) -> contextlib.AbstractContextManager[Broker]:
-    return running_broker(tmp_path / "broker", users=USERS, acl=acl)
-
-
-def _booth(tmp_path: Path, broker: Broker, **mqtt: Any) -> LoadedConfig:
-    pw = tmp_path / "booth.pw"
-    pw.write_text(USERS[f"booth-{BOOTH}"] + "\n", encoding="utf-8")
-    pw.chmod(0o600)
-    return booth_config(
-        tmp_path, broker.port, username=f"booth-{BOOTH}", password_file=str(pw), **mqtt
-    )
-
-
-def _mes(broker: Broker) -> contextlib.AbstractAsyncContextManager[Mes]:
-    return mes_client(broker.port, BOOTH, username="mes", password=USERS["mes"])
+    return running_broker(tmp_path / "broker", users=SECURE_USERS, acl=acl)
 
 
 def _logged(caplog: pytest.LogCaptureFixture, needle: str) -> int:
@@ -82,7 +56,7 @@ def refusing(
     with contextlib.ExitStack() as stack:
 
         def start(topic: str) -> Broker:
-            acl = _acl(*(t for t in ALL if t != topic))
+            acl = secure_acl(*(t for t in BOOTH_TOPICS if t != topic))
             return stack.enter_context(acl_broker(tmp_path, acl))
 
         yield start
@@ -92,8 +66,11 @@ async def test_refused_events_stay_in_the_outbox_until_the_broker_takes_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, refusing: Callable[[str], Broker]
 ) -> None:
     acl_broker = refusing("events")
-    loaded = _booth(tmp_path, acl_broker)
-    async with _mes(acl_broker) as mes, running_link(loaded, FakeController()) as (link, records):
+    loaded = secure_booth_config(tmp_path, acl_broker.port)
+    async with (
+        secure_mes(acl_broker.port) as mes,
+        running_link(loaded, FakeController()) as (link, records),
+    ):
         store = records.store
         for i in range(5):
             records.submit("state_changed", {"i": i})
@@ -107,7 +84,7 @@ async def test_refused_events_stay_in_the_outbox_until_the_broker_takes_them(
         assert (await mes.request("get_status"))["ok"]
         assert mes.events == []
 
-        reload_acl(acl_broker, _acl(*ALL))
+        reload_acl(acl_broker, secure_acl(*BOOTH_TOPICS))
         await wait_for(
             lambda: store.undelivered_events() == [], timeout_s=10, what="events delivered"
         )
@@ -122,10 +99,10 @@ async def test_refused_replies_are_kept_and_each_command_gets_exactly_one(
 ) -> None:
     acl_broker = refusing("reply")
     # Room for a few replies only: the queue fills up while the broker refuses them.
-    loaded = _booth(tmp_path, acl_broker, queue_max=10, command_queue_max=64)
+    loaded = secure_booth_config(tmp_path, acl_broker.port, queue_max=10, command_queue_max=64)
     ctl = FakeController()
     rids = [f"r{i}" for i in range(12)]
-    async with _mes(acl_broker) as mes, running_link(loaded, ctl) as (link, _):
+    async with secure_mes(acl_broker.port) as mes, running_link(loaded, ctl) as (link, _):
         for rid in rids[:6]:
             await mes.publish("reset", {"request_id": rid})
         for rid in rids[6:]:
@@ -140,7 +117,7 @@ async def test_refused_replies_are_kept_and_each_command_gets_exactly_one(
         assert mes.replies == []
         assert _logged(caplog, "publishing replies: the broker refuses") == 1
 
-        reload_acl(acl_broker, _acl(*ALL))
+        reload_acl(acl_broker, secure_acl(*BOOTH_TOPICS))
         await mes.until(
             lambda: {r["request_id"] for r in mes.replies} >= set(rids), 10, "every reply"
         )
