@@ -10,9 +10,27 @@ from typing import Any, TypeVar
 
 from devkit.config import CONFIG_DIR, ROOT, free_port, render_config
 
-__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "run_tool", "wait_for"]
+__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "run_tool", "wait_for", "wait_until"]
 
 T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.02
+) -> T:
+    """``wait_for`` for code that is not async (a browser, a SECS host in a thread): poll
+    ``check`` until it returns a truthy value; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while True:
+        last = check()
+        if last:
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
+            )
+        time.sleep(interval_s)
 
 
 async def wait_for(

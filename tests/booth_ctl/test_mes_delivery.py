@@ -73,7 +73,7 @@ async def producing(records: Records) -> AsyncIterator[list[int]]:
         while True:
             count[0] += 1
             records.submit("dip", {"n": count[0], "vessel": "solder1"})
-            await asyncio.sleep(PRODUCE_EVERY_S)
+            await asyncio.sleep(PRODUCE_EVERY_S)  # the pace of a running job, not a wait
 
     task = asyncio.create_task(produce(), name="producer")
     try:

@@ -171,12 +171,13 @@ async def test_frames_that_break_the_silence_are_lost(tmp_path: Path) -> None:
             assert len(master.data()) == 13
             assert server.frames_lost == 1 and server.frames_served == 1
             # Two requests back to back, no silence between: one garbled frame, no answer.
+            # The inter-frame silence the protocol requires (what the simulator enforces).
             await asyncio.sleep(2 * t.silence_s)
             master.send(request + request)
             assert await master.reply(13, timeout_s=0.1) == b""
             assert server.frames_bad == 1
             # After the silence the line works again.
-            await asyncio.sleep(2 * t.silence_s)
+            await asyncio.sleep(2 * t.silence_s)  # the silence again
             master.send(request)
             assert len(await master.reply(13)) == 13
         finally:
