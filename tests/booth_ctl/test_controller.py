@@ -32,10 +32,10 @@ def _start(loop: Loop, units: int = 1, **changes: Any) -> None:
     loop.ctl.start_job("LOT-1", "demo", demo_recipe(loop.plant.loaded, **changes), units)
 
 
-def _job_at(step: Step) -> Loop:
-    """A two-unit job of the demo recipe, scanned from idle until the sequencer is at `step`."""
+def _job_at(step: Step, units: int = 2) -> Loop:
+    """A job of `units` of the demo recipe, scanned from idle until the sequencer is at `step`."""
     loop = idle_loop()
-    _start(loop, units=2)
+    _start(loop, units=units)
     until_step(loop, step)
     return loop
 
@@ -188,9 +188,7 @@ def test_part_in_the_bath_is_withdrawn_in_the_scan_that_sees_the_cause(
 
 
 def test_lost_permissive_before_the_dip_suspends_and_resumes_by_itself() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    until_step(loop, Step.DIP_MOVE)
+    loop = _job_at(Step.DIP_MOVE, units=1)
     loop.plant.leak_o2(3000.0)
     loop.run_until(lambda: loop.ctl.state == "suspended", 10.0, "suspended")
     loop.run_for(5.0)
@@ -316,9 +314,7 @@ def test_reset_refused_by_interlock_lists_the_unmet() -> None:
 
 
 def test_hold_finishes_the_dip_then_holds_and_unhold_continues() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL, units=1)
     loop.ctl.hold()
     loop.run_until(lambda: loop.ctl.state == "held", 10.0, "held")
     assert loop.plant.z_mm == TOP and not events_of(loop, "unit_rejected")
@@ -331,18 +327,14 @@ def test_hold_finishes_the_dip_then_holds_and_unhold_continues() -> None:
 
 
 def test_hold_while_approaching_withdraws_without_entering() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    until_step(loop, Step.DIP_APPROACH)
+    loop = _job_at(Step.DIP_APPROACH, units=1)
     loop.ctl.hold()
     loop.run_until(lambda: loop.ctl.state == "held", 10.0, "held")
     assert loop.plant.entries == []
 
 
 def test_stop_during_a_dip_withdraws_rejects_and_records_the_job_aborted() -> None:
-    loop = idle_loop()
-    _start(loop, units=3)
-    until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL, units=3)
     loop.ctl.stop()
     loop.tick()
     assert loop.last.outputs["holder.z_target_mm"] == TOP
@@ -354,9 +346,7 @@ def test_stop_during_a_dip_withdraws_rejects_and_records_the_job_aborted() -> No
 
 
 def test_abort_goes_safe_at_once() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL, units=1)
     loop.ctl.abort()
     loop.tick()
     assert _heater_off(loop.last.outputs) and loop.last.outputs["holder.z_target_mm"] == TOP
