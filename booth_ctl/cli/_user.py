@@ -8,6 +8,7 @@ import sqlite3
 import sys
 
 from booth_ctl.cli._common import config_opt, load
+from booth_ctl.records import RecordError
 from booth_ctl.records._users import ROLES, UserError, UserStore
 
 EXIT_OK = 0
@@ -35,7 +36,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"boothctl user add: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, RecordError) as exc:
         print(f"boothctl user add: records.path {path}: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(f"user {args.name} ({args.role}) stored in {path}")
