@@ -23,6 +23,7 @@ from drivers._booth_file import (
     validation_lines,
 )
 from drivers._safety_points import missing_points
+from drivers._strict import StrictModel as _Strict
 
 from .personalities._bridge import MODELS as PERSONALITY_MODELS
 
@@ -45,10 +46,6 @@ DEFAULT_IO_SAFE_OUTPUTS: dict[str, bool | Literal["hold"]] = {
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BoothGeometry(_Lenient):

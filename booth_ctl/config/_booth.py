@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from booth_ctl.config._alloys import FluxAgent, SolventClass
 from booth_ctl.config._layers import has_comm_loss, layer_problems, without_comm_loss
@@ -24,6 +24,7 @@ from drivers._booth_file import (
 )
 from drivers._config import STALE_MAX_S
 from drivers._safety_points import missing_points
+from drivers._strict import StrictModel as _Strict
 
 from ._lines import line_problems
 
@@ -68,10 +69,6 @@ VACUUM_HOLD_MIN_KPA = 20.0
 #: ``APPROACH_GAP_TOLERANCES`` x z_tolerance_mm: a fast move counts as arrived within the
 #: tolerance, so a smaller gap could stop a fast-moving part in the bath.
 APPROACH_GAP_MIN_MM = 2.0
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MqttConfig(_Strict):
