@@ -61,7 +61,7 @@ class PartState:
     drops: list[Drop] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class PartHandling:
     """The part, the suction head's vacuum, the flux pot's level and the record of bath entries."""
 

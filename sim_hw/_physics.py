@@ -5,6 +5,10 @@ actuators the masters wrote into the register banks (coils, setpoints, targets),
 physical state on, and writes what the devices measure back into the banks. It does no I/O and
 reads no clock, so a test can run hours of booth time in milliseconds, or couple it to the
 supervisor's controller on a virtual clock.
+
+Its parts have a module each: heat (``_thermal``), gas (``_atmosphere``), the holder drive
+(``_holder``), the I/O module (``_remote_io``), the part on the holder (``_part``); the truth it
+reports is built in ``_truth``. This module couples them, step by step.
 """
 
 from __future__ import annotations
