@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from sim_hw import SimNotRunning, request
 
+from ._proc import stop_process
 from .broker import Broker
 from .config import render_config
 
@@ -66,13 +66,7 @@ class Process:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(proc, kill=kill, timeout_s=STOP_TIMEOUT_S)
         return proc.returncode
 
     def log_tail(self, chars: int = 3000) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from devkit._proc import stop_process
 from devkit.config import free_port
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -140,14 +140,8 @@ class Broker:
 
     def stop(self, *, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
+        if proc is not None:
+            stop_process(proc, kill=kill, timeout_s=STOP_TIMEOUT_S)
 
     def log_text(self) -> str:
         try:
@@ -162,8 +156,13 @@ def running_broker(
     *,
     users: Mapping[str, str] | None = None,
     acl: str | None = None,
+    persistent: bool = False,
+    listener_options: Sequence[str] = (),
 ) -> Iterator[Broker]:
-    broker = Broker(workdir, users=users, acl=acl)
+    """A started Broker (see Broker for the options), stopped on the way out."""
+    broker = Broker(
+        workdir, users=users, acl=acl, persistent=persistent, listener_options=listener_options
+    )
     broker.start()
     try:
         yield broker

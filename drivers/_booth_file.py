@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -19,8 +19,25 @@ from ._config import DeviceConfig, RegisterMap
 from ._errors import ConfigError
 from ._toml import TomlError, read_toml
 
+C = TypeVar("C")
+
 #: Several problems of one cross-field rule check are raised as one message, a line each.
 RULE_SEPARATOR = "\n"
+
+
+class LoadedFile(Generic[C]):
+    """A validated booth file (the supervisor's whole config, or the simulator's part of it), its
+    location and the register maps it names."""
+
+    def __init__(self, path: Path, config: C, maps: dict[str, RegisterMap]) -> None:
+        self.path = path
+        self.config = config
+        self.maps = maps
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.path.parent / p)
 
 
 def read_booth_file(path: Path) -> tuple[dict[str, Any] | None, list[str]]:

@@ -11,10 +11,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ._errors import ConfigError
 from ._regmap import Bit, DataType, Point, RegisterMap, SetupStep, Table, Watchdog, WriteBlock
+from ._strict import StrictModel as _Strict
 from ._toml import TomlError, read_toml
 
 DeviceKind = Literal["temp_controller", "remote_io", "holder_drive", "o2_analyzer"]
@@ -48,10 +49,6 @@ POLLS_PER_STALE = 2
 COMM_TIMEOUT_KINDS = frozenset({"temp_controller", "holder_drive"})
 
 _CommTimeout = Annotated[float, Field(ge=COMM_TIMEOUT_S_MIN, le=COMM_TIMEOUT_S_MAX)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TcpTransport(_Strict):

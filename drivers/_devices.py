@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Self
 
 from ._config import DeviceConfig, RegisterMap, RtuTransport, SerialTransport, TcpTransport
@@ -67,12 +66,7 @@ class DeviceSet:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()

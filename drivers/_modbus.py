@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +42,7 @@ from ._errors import (
     ProtocolError,
 )
 from ._linesched import LineScheduler, Priority, silence_s
+from ._ports import port_identity
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,6 @@ def line_key(transport: TcpTransport | RtuTransport) -> str:
     if isinstance(transport, TcpTransport):
         return f"tcp://{transport.host}:{transport.port}"
     return f"rtu:{transport.port}"
-
-
-def _port_identity(path: str) -> tuple[int, int, int] | None:
-    """What a serial port path points at now; changes when the device re-enumerates."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_rdev)
 
 
 class ModbusLine:
@@ -287,7 +278,7 @@ class ModbusLine:
             raise DeviceDisconnected(device, f"cannot open {self.key}: {reason}")
         self._client = client
         if isinstance(self.transport, RtuTransport):
-            self._port_id = _port_identity(self.transport.port)
+            self._port_id = port_identity(self.transport.port)
         self._backoff_s = BACKOFF_MIN_S
         self.generation += 1
         return client
@@ -332,7 +323,7 @@ class ModbusLine:
         if (
             isinstance(self.transport, RtuTransport)
             and self._client is not None
-            and _port_identity(self.transport.port) != self._port_id
+            and port_identity(self.transport.port) != self._port_id
         ):
             log.warning("%s: serial port replaced or gone; reopening", self.key)
             self._drop_client()

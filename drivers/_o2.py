@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from types import TracebackType
 from typing import Any, Self
 
 import serial
@@ -28,6 +26,7 @@ from ._errors import (
     WriteRefusedError,
 )
 from ._health import BACKOFF_MAX_S, BACKOFF_MIN_S, Health, aged
+from ._ports import port_identity
 from ._reading import Quality, Reading
 
 log = logging.getLogger("drivers")
@@ -44,14 +43,6 @@ BAD_LINE_LOG_INTERVAL_S = 60.0
 
 POINTS = ("ppm", "status_ok")
 COMMANDS = {"zero": "ZERO"}
-
-
-def _port_identity(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_rdev)
 
 
 class O2Analyzer:
@@ -90,12 +81,7 @@ class O2Analyzer:
         self._task = asyncio.create_task(self._run(), name=f"o2-reader:{self.name}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -186,7 +172,7 @@ class O2Analyzer:
     async def _open(
         self,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, tuple[int, int, int] | None]:
-        port_id = _port_identity(self.port)
+        port_id = port_identity(self.port)
         try:
             ser: Any = serial.serial_for_url(
                 self.port, baudrate=self.baudrate, exclusive=True, timeout=0
@@ -222,7 +208,7 @@ class O2Analyzer:
                 async with asyncio.timeout(silence_s):
                     chunk = await reader.read(READ_CHUNK_BYTES)
             except TimeoutError:
-                if _port_identity(self.port) != port_id:
+                if port_identity(self.port) != port_id:
                     return f"{self.port} replaced or gone"
                 if self.protocol == "ox400" and self._writer is not None:
                     # An OX400 that restarted waits for TS again (IM 11M10B01-01E 6.3).

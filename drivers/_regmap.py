@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from ._strict import StrictModel as _Strict
 
 Table = Literal["coil", "discrete", "input", "holding"]
 DataType = Literal["bool", "uint16", "int16", "uint32", "int32", "float32"]
@@ -28,10 +30,6 @@ SafeValue = bool | Literal["hold"]
 
 WIDTH = {"bool": 1, "uint16": 1, "int16": 1, "uint32": 2, "int32": 2, "float32": 2}
 ADDRESS_MAX = 0xFFFF
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Point(_Strict):

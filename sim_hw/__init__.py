@@ -9,7 +9,8 @@ from ._banks import AddressError, RegisterBank
 from ._booth import SimBooth
 from ._control import BadReply, SimNotRunning, request
 from ._faults import FAULT_NAMES, FaultError
-from ._physics import BathEntry, BoothPhysics, Drop
+from ._part import BathEntry, Drop
+from ._physics import BoothPhysics
 from ._settings import LoadedSim, SimSettings, load_sim_config, sim_config_from_dict
 
 __all__ = [

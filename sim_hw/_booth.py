@@ -264,7 +264,8 @@ class SimBooth:
                 closed = req.get("closed")
                 if not isinstance(closed, bool):
                     return {"ok": False, "error": "flux_lid: 'closed' must be true or false"}
-                self.physics.flux_lid_closed = closed  # the operator opens or closes the lid
+                # The operator opens or closes the lid.
+                self.physics.handling.flux_lid_closed = closed
                 return {"ok": True, "flux_lid_closed": closed}
         except FaultError as exc:
             return {"ok": False, "error": str(exc)}

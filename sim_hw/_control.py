@@ -19,8 +19,9 @@ import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from ._streams import close_server
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,8 @@ class ControlServer:
         )
         return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+    async def __aexit__(self, *exc: object) -> None:
+        await close_server(self._server, self._connections)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

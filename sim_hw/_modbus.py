@@ -26,6 +26,7 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 
 from ._banks import FUNCTION_TABLE, AddressError, RegisterBank
 from ._pty import PtyLink
+from ._streams import close_server
 from ._wire import WireClock, WireTiming
 
 log = logging.getLogger(__name__)
@@ -150,17 +151,8 @@ class ModbusTcpServer:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+    async def __aexit__(self, *exc: object) -> None:
+        await close_server(self._server, self._connections)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

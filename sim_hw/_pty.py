@@ -17,7 +17,6 @@ import termios
 import tty
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +53,7 @@ class PtyLink:
         self._loop.add_reader(master, self._readable)
         return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._loop is not None and self._master >= 0:
             self._loop.remove_reader(self._master)
         with contextlib.suppress(OSError):

@@ -14,9 +14,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers import DeviceConfig, RegisterMap
-from drivers._booth_file import load_maps, read_booth_file, refuse, validation_lines
+from drivers import DeviceConfig
+from drivers._booth_file import (
+    LoadedFile,
+    load_maps,
+    read_booth_file,
+    refuse,
+    validation_lines,
+)
 from drivers._safety_points import missing_points
+from drivers._strict import StrictModel as _Strict
 
 from .personalities._bridge import MODELS as PERSONALITY_MODELS
 
@@ -39,10 +46,6 @@ DEFAULT_IO_SAFE_OUTPUTS: dict[str, bool | Literal["hold"]] = {
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BoothGeometry(_Lenient):
@@ -183,18 +186,8 @@ class SimConfig(_Lenient):
     sim: SimSettings = SimSettings()
 
 
-class LoadedSim:
+class LoadedSim(LoadedFile[SimConfig]):
     """A validated simulator config, its file and the register maps of its Modbus devices."""
-
-    def __init__(self, path: Path, config: SimConfig, maps: dict[str, RegisterMap]) -> None:
-        self.path = path
-        self.config = config
-        self.maps = maps
-
-    def resolve(self, relative: str) -> Path:
-        """A path of the config, relative to the config file's folder."""
-        p = Path(relative)
-        return p if p.is_absolute() else (self.path.parent / p)
 
     @property
     def control_socket(self) -> Path:

@@ -15,11 +15,7 @@ set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 DESTDIR=${DESTDIR:-}
 PYTHON=${PYTHON:-python3}
-PREFIX=/opt/booth
-CONFDIR=/etc/booth
-UNITDIR=/etc/systemd/system
-BINDIR=/usr/local/bin
-USER_NAME=booth
+. "$SRC/systemd/_layout.sh"
 MAKE_VENV=yes
 
 for arg in "$@"; do
@@ -30,16 +26,13 @@ for arg in "$@"; do
   esac
 done
 
-if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
-  echo "install.sh: run as root (sudo make install)" >&2
-  exit 1
-fi
+require_root install.sh install
 
 say() { echo "install: $*"; }
 
 if [ -z "$DESTDIR" ]; then
   if ! getent passwd "$USER_NAME" >/dev/null; then
-    useradd --system --user-group --home-dir /var/lib/booth --no-create-home \
+    useradd --system --user-group --home-dir "$STATEDIR" --no-create-home \
       --shell /usr/sbin/nologin --comment "booth supervisor" "$USER_NAME"
     say "created user $USER_NAME"
   fi

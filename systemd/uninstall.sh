@@ -6,12 +6,7 @@
 set -eu
 
 DESTDIR=${DESTDIR:-}
-PREFIX=/opt/booth
-CONFDIR=/etc/booth
-STATEDIR=/var/lib/booth
-UNITDIR=/etc/systemd/system
-BINDIR=/usr/local/bin
-USER_NAME=booth
+. "$(dirname "$0")/_layout.sh"
 PURGE=no
 
 for arg in "$@"; do
@@ -22,10 +17,7 @@ for arg in "$@"; do
   esac
 done
 
-if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
-  echo "uninstall.sh: run as root (sudo make uninstall)" >&2
-  exit 1
-fi
+require_root uninstall.sh uninstall
 
 say() { echo "uninstall: $*"; }
 

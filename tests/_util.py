@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from devkit.config import CONFIG_DIR, ROOT, free_port, render_config
 
-__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "wait_for"]
+__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "run_tool", "wait_for", "wait_until"]
 
 T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.02
+) -> T:
+    """``wait_for`` for code that is not async (a browser, a SECS host in a thread): poll
+    ``check`` until it returns a truthy value; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while True:
+        last = check()
+        if last:
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
+            )
+        time.sleep(interval_s)
 
 
 async def wait_for(
@@ -34,3 +53,18 @@ async def wait_for(
                 f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
             )
         await asyncio.sleep(interval_s)
+
+
+def run_tool(
+    argv: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command line as an operator would: its text output captured, its exit code left
+    for the test to judge; `env` is its whole environment (this process's when None)."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        check=False,
+    )

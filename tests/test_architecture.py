@@ -7,18 +7,10 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("booth_ctl", "drivers", "sim_hw")
 MODULE_MAX_LINES = 400
 CLASS_MAX_LINES = 300
-#: Being split in parallel work of their own; each leaves this list when it is split.
-KNOWN_EXCEPTIONS = frozenset(
-    {
-        "sim_hw/_physics.py",  # the simulated booth's physics
-    }
-)
 
 
 def _modules() -> Iterator[Path]:
@@ -51,15 +43,8 @@ def test_no_module_or_class_is_over_its_size_limit() -> None:
     problems = []
     for path in _modules():
         rel = path.relative_to(ROOT).as_posix()
-        if rel not in KNOWN_EXCEPTIONS:
-            problems += _too_big(path, rel)
+        problems += _too_big(path, rel)
     assert not problems, "split by reason of change:\n" + "\n".join(problems)
-
-
-@pytest.mark.parametrize("rel", sorted(KNOWN_EXCEPTIONS))
-def test_the_known_exceptions_still_exist(rel: str) -> None:
-    # A stale entry would let a new module of that name grow unchecked.
-    assert (ROOT / rel).is_file(), f"{rel} is gone: remove it from KNOWN_EXCEPTIONS"
 
 
 def test_the_check_sees_a_big_class(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._util import ROOT
+from tests._util import ROOT, run_tool
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,12 +47,9 @@ def unit_copy(tmp_path: Path) -> Path:
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return run_tool(
         [SYSTEMD_ANALYZE, *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
+        timeout_s=RUN_TIMEOUT_S,
         env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_PAGER": ""},
     )
 

@@ -44,11 +44,13 @@ def default_config() -> str:
     return os.environ.get("BOOTH_CONFIG", DEFAULT_CONFIG)
 
 
-def load(path: str) -> LoadedConfig:
+def load(path: str, cmd: str = "") -> LoadedConfig:
+    """The config at `path`; an invalid one is said on stderr (naming the command `cmd`, if
+    given) and ends boothctl with EXIT_USAGE."""
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"boothctl: invalid config: {exc}", file=sys.stderr)
+        print(f"boothctl{' ' if cmd else ''}{cmd}: invalid config: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from exc
 
 

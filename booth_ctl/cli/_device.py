@@ -18,11 +18,10 @@ from typing import Any
 
 import aiomqtt
 
-from booth_ctl.cli._common import config_opt
-from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.cli._common import config_opt, load
+from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.links.mqtt._client import mqtt_client, topic_root
 from drivers import (
-    ConfigError,
     Device,
     DeviceDisconnected,
     DeviceError,
@@ -79,11 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_device(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"boothctl device: invalid config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    loaded = load(args.config, "device")
     run: dict[str, Callable[[LoadedConfig, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "read": _read,
         "write": _write,

@@ -7,10 +7,9 @@ import getpass
 import sqlite3
 import sys
 
-from booth_ctl.cli._common import config_opt
-from booth_ctl.config._booth import load_config
+from booth_ctl.cli._common import config_opt, load
+from booth_ctl.records import RecordError
 from booth_ctl.records._users import ROLES, UserError, UserStore
-from drivers import ConfigError
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -28,11 +27,7 @@ def _read_password() -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"boothctl: invalid config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    loaded = load(args.config)
     path = loaded.resolve(loaded.config.records.path)
     try:
         password = _read_password()
@@ -41,7 +36,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"boothctl user add: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, RecordError) as exc:
         print(f"boothctl user add: records.path {path}: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(f"user {args.name} ({args.role}) stored in {path}")

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from booth_ctl.config._alloys import FluxAgent, SolventClass
 from booth_ctl.config._layers import has_comm_loss, layer_problems, without_comm_loss
-from drivers import DeviceConfig, RegisterMap
+from drivers import DeviceConfig
 from drivers._booth_file import (
     RULE_SEPARATOR,
+    LoadedFile,
     load_maps,
     read_booth_file,
     refuse,
@@ -23,6 +24,7 @@ from drivers._booth_file import (
 )
 from drivers._config import STALE_MAX_S
 from drivers._safety_points import missing_points
+from drivers._strict import StrictModel as _Strict
 
 from ._lines import line_problems
 
@@ -67,10 +69,6 @@ VACUUM_HOLD_MIN_KPA = 20.0
 #: ``APPROACH_GAP_TOLERANCES`` x z_tolerance_mm: a fast move counts as arrived within the
 #: tolerance, so a smaller gap could stop a fast-moving part in the bath.
 APPROACH_GAP_MIN_MM = 2.0
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MqttConfig(_Strict):
@@ -273,18 +271,8 @@ class BoothConfig(_Strict):
         raise KeyError(kind)
 
 
-class LoadedConfig:
+class LoadedConfig(LoadedFile[BoothConfig]):
     """A validated config with its file's location and the register maps it names."""
-
-    def __init__(self, path: Path, config: BoothConfig, maps: dict[str, RegisterMap]) -> None:
-        self.path = path
-        self.config = config
-        self.maps = maps
-
-    def resolve(self, relative: str) -> Path:
-        """A path from the config, relative to the config file's folder."""
-        p = Path(relative)
-        return p if p.is_absolute() else (self.path.parent / p)
 
 
 def check_config(path: str | Path) -> tuple[LoadedConfig | None, list[str]]:

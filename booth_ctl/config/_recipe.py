@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from booth_ctl.config._alloys import (
     ALLOYS,
@@ -27,6 +27,7 @@ from booth_ctl.config._alloys import (
 )
 from booth_ctl.config._booth import O2_ABSOLUTE_MAX_PPM, BoothConfig
 from drivers import TomlError, read_toml
+from drivers._strict import StrictModel as _Strict
 
 #: The bath must be this far above the alloy's liquidus, so the dip sees fully molten solder.
 SUPERHEAT_MIN_C = 20.0
@@ -42,10 +43,6 @@ DEPTH_MIN_TOLERANCES = 2.0
 DIPS_MAX = 8
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FluxStep(_Strict):

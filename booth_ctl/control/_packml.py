@@ -24,6 +24,9 @@ STATES = (
     "clearing",
 )
 
+#: The booth at a stop or on its way to one: a stop has nothing left to do, the heaters are off.
+AT_OR_TO_STOP = frozenset({"stopped", "stopping", "aborting", "aborted", "clearing"})
+
 #: Command -> the states that accept it; any other state refuses it with ``invalid_state``.
 ACCEPTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
     {
@@ -31,7 +34,7 @@ ACCEPTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         "start": frozenset({"idle"}),
         "hold": frozenset({"execute", "suspended"}),
         "unhold": frozenset({"held"}),
-        "stop": frozenset(STATES) - {"stopped", "stopping", "aborting", "aborted", "clearing"},
+        "stop": frozenset(STATES) - AT_OR_TO_STOP,
         "abort": frozenset(STATES) - {"aborting", "aborted"},
         "clear": frozenset({"aborted"}),
     }
@@ -51,37 +54,10 @@ TARGET = MappingProxyType(
 )
 
 #: The heaters run (two paths closed) only in these states and only with no trip latched.
-HEATING = frozenset(
-    {
-        "resetting",
-        "idle",
-        "starting",
-        "execute",
-        "completing",
-        "complete",
-        "holding",
-        "held",
-        "unholding",
-        "suspending",
-        "suspended",
-        "unsuspending",
-    }
-)
+HEATING = frozenset(STATES) - AT_OR_TO_STOP
 
-#: A job exists in these states.
-JOB = frozenset(
-    {
-        "starting",
-        "execute",
-        "completing",
-        "holding",
-        "held",
-        "unholding",
-        "suspending",
-        "suspended",
-        "unsuspending",
-    }
-)
+#: A job exists in these states: heating ones, but for the three with no job (before or after one).
+JOB = HEATING - {"resetting", "idle", "complete"}
 
 #: States in which the supervisor commands no motion and no job runs. With the holder also up,
 #: the booth is at rest: nothing can enter or sit in a bath, so the inputs only gate the next

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from booth_ctl.records._migrations import migrate
+from booth_ctl.records._base import Database
 
 Role = Literal["viewer", "operator", "engineer"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "engineer")
@@ -41,7 +41,6 @@ KEY_BYTES = 32
 #: Failed logins in a row that lock a name, and for how long (CONTRACT section 7: 5, >= 5 min).
 LOCKOUT_FAILURES = 5
 LOCKOUT_S = 300.0
-BUSY_TIMEOUT_MS = 5_000
 
 
 class UserError(Exception):
@@ -101,36 +100,14 @@ def check_new_user(name: str, role: str, password: str) -> None:
         )
 
 
-class UserStore:
-    """The ``hmi_users`` table of one record store database (opening it migrates the schema)."""
+class UserStore(Database):
+    """The ``hmi_users`` table of one record store database (opened, and migrated, as the
+    record store opens it)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=0
-        )
-        try:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            migrate(self._conn)
-        except BaseException:
-            self._conn.close()
-            raise
+        super().__init__(path)
         #: Unknown names: failures in a row and lock end, in memory only.
         self._ghosts: dict[str, tuple[int, float]] = {}
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> UserStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -145,35 +122,27 @@ class UserStore:
         check_new_user(name, role, password)
         pw_hash = hash_password(password)
         now = time.time()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                exists = self._conn.execute(
-                    "SELECT 1 FROM hmi_users WHERE name = ?", (name,)
-                ).fetchone()
-                if exists and not replace:
-                    raise UserError(f"user {name!r} exists already (--replace sets a new password)")
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO hmi_users (name, role, pw_hash, created_at, "
-                    "changed_at, failures, locked_until) VALUES (?, ?, ?, "
-                    "COALESCE((SELECT created_at FROM hmi_users WHERE name = ?), ?), ?, 0, 0)",
-                    (name, role, pw_hash, name, now, now),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._tx() as c:
+            exists = c.execute("SELECT 1 FROM hmi_users WHERE name = ?", (name,)).fetchone()
+            if exists and not replace:
+                raise UserError(f"user {name!r} exists already (--replace sets a new password)")
+            c.execute(
+                "INSERT OR REPLACE INTO hmi_users (name, role, pw_hash, created_at, "
+                "changed_at, failures, locked_until) VALUES (?, ?, ?, "
+                "COALESCE((SELECT created_at FROM hmi_users WHERE name = ?), ?), ?, 0, 0)",
+                (name, role, pw_hash, name, now, now),
+            )
 
     def users(self) -> list[tuple[str, str]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT name, role FROM hmi_users ORDER BY name").fetchall()
+        with self._read() as c:
+            rows = c.execute("SELECT name, role FROM hmi_users ORDER BY name").fetchall()
         return [(str(n), str(r)) for n, r in rows]
 
     def login(self, name: str, password: str, now: float | None = None) -> LoginResult:
         """Check a login; count a failure, lock after LOCKOUT_FAILURES in a row."""
         now = time.time() if now is None else now
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as c:
+            row = c.execute(
                 "SELECT role, pw_hash, failures, locked_until FROM hmi_users WHERE name = ?",
                 (name,),
             ).fetchone()
@@ -209,8 +178,8 @@ class UserStore:
         return LoginResult(False)
 
     def _set_failures(self, name: str, failures: int, locked_until: float) -> None:
-        with self._lock:
-            self._conn.execute(
+        with self._tx() as c:
+            c.execute(
                 "UPDATE hmi_users SET failures = ?, locked_until = ? WHERE name = ?",
                 (failures, locked_until, name),
             )

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -282,12 +281,7 @@ class MetricsServer:
         log.info("metrics on http://%s:%d/metrics", self._cfg.host, self.port)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.close()
             # Closing a client's transport ends its handler (EOF); cancelling the handler task

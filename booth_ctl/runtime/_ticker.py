@@ -22,7 +22,6 @@ import math
 import os
 import struct
 import time
-from types import TracebackType
 
 _CLOCK_MONOTONIC = 1
 _TFD_TIMER_ABSTIME = 1
@@ -95,12 +94,7 @@ class Ticker:
         self._loop.add_reader(fd, self._on_expiry)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._fd >= 0:
             assert self._loop is not None
             self._loop.remove_reader(self._fd)

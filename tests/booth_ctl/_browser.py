@@ -24,6 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from devkit.booth import BoothStack
 from devkit.config import free_port
+from tests._util import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -141,20 +142,6 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
-            )
-        time.sleep(0.02)
 
 
 def by_testid(driver: webdriver.Chrome, testid: str) -> list[WebElement]:

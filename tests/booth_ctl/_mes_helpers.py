@@ -108,6 +108,41 @@ def booth_config(tmp_path: Path, port: int, **mqtt: Any) -> LoadedConfig:
     return load_config(render_config(tmp_path, overrides=over))
 
 
+#: The booth of the tests whose broker has users and an ACL, and the users' passwords.
+SECURE_BOOTH = "sim-01"
+SECURE_USERS = {"mes": "mes-secret", f"booth-{SECURE_BOOTH}": "booth-secret"}
+#: What the booth publishes, each a topic under booth/<id>/.
+BOOTH_TOPICS = ("online", "status", "telemetry", "events", "reply")
+
+
+def secure_acl(*booth_writes: str) -> str:
+    """The broker's ACL: the MES commands every booth and reads everything; the booth reads its
+    commands and may publish `booth_writes` only."""
+    lines = [
+        "user mes",
+        "topic write booth/+/cmd/#",
+        "topic read booth/#",
+        "",
+        f"user booth-{SECURE_BOOTH}",
+        f"topic read booth/{SECURE_BOOTH}/cmd/#",
+    ]
+    lines += [f"topic write booth/{SECURE_BOOTH}/{t}" for t in booth_writes]
+    return "\n".join(lines) + "\n"
+
+
+def secure_booth_config(
+    tmp_path: Path, port: int, *, password: str | None = None, pw_mode: int = 0o600, **mqtt: Any
+) -> LoadedConfig:
+    """The booth's config as its broker user, the password (its own unless `password`) in a file
+    of mode `pw_mode`."""
+    pw = tmp_path / "booth.pw"
+    pw.write_text((password or SECURE_USERS[f"booth-{SECURE_BOOTH}"]) + "\n", encoding="utf-8")
+    pw.chmod(pw_mode)
+    return booth_config(
+        tmp_path, port, username=f"booth-{SECURE_BOOTH}", password_file=str(pw), **mqtt
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_link(
     loaded: LoadedConfig,
@@ -138,6 +173,44 @@ async def running_link(
     finally:
         if own:
             st.close()
+
+
+@contextlib.asynccontextmanager
+async def mes_then_link(
+    tmp_path: Path, broker_port: int
+) -> AsyncIterator[tuple[Mes, MesLink, Records]]:
+    """The MES client subscribed first (it misses nothing the link sends), then the link around
+    a FakeController, on a booth config of `tmp_path`."""
+    loaded = booth_config(tmp_path, broker_port)
+    async with (
+        mes_client(broker_port, loaded.config.booth_id) as mes,
+        running_link(loaded, FakeController()) as (link, records),
+    ):
+        yield mes, link, records
+
+
+class MesBooth:
+    """A running link around a FakeController, with the MES client talking to it."""
+
+    def __init__(self, loaded: LoadedConfig, ctl: FakeController, mes: Mes) -> None:
+        self.loaded = loaded
+        self.ctl = ctl
+        self.mes = mes
+        self.store_path = Path(loaded.config.records.path)
+
+    def audit(self, rid: str) -> list[dict[str, Any]]:
+        """The command audit's entries of request id `rid`."""
+        with RecordStore(self.store_path) as store:
+            return [a for a in store.command_audit() if a["request_id"] == rid]
+
+
+@contextlib.asynccontextmanager
+async def mes_booth(tmp_path: Path, broker_port: int) -> AsyncIterator[MesBooth]:
+    """The MES link on a booth config of `tmp_path`, on the broker at `broker_port`."""
+    loaded = booth_config(tmp_path, broker_port)
+    ctl = FakeController()
+    async with running_link(loaded, ctl), mes_client(broker_port, loaded.config.booth_id) as mes:
+        yield MesBooth(loaded, ctl, mes)
 
 
 def ready_now() -> asyncio.Event:
@@ -264,6 +337,13 @@ async def mes_client(
     if isinstance(misc, asyncio.Task):
         misc.cancel()
         await asyncio.gather(misc, return_exceptions=True)
+
+
+def secure_mes(
+    port: int, user: str = "mes", password: str | None = None
+) -> contextlib.AbstractAsyncContextManager[Mes]:
+    """An MES-side client as `user` (its password from SECURE_USERS unless given)."""
+    return mes_client(port, SECURE_BOOTH, username=user, password=password or SECURE_USERS[user])
 
 
 def response_props(topic: str, correlation: bytes) -> Properties:

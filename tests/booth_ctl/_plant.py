@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from booth_ctl.config._booth import LoadedConfig, config_from_dict
 from booth_ctl.control._image import Snapshot
@@ -316,3 +316,27 @@ def demo_recipe(loaded: LoadedConfig, **changes: Any) -> Any:
             data[k] = v
     data["dips"] = [dip]
     return recipe_from_dict(data, loaded.config)
+
+
+class Scanning(Protocol):
+    """A controller scanned on a virtual clock that keeps its events (Loop and SimLoop)."""
+
+    ctl: Any
+    events: list[Any]
+
+    def run_until(self, cond: Any, timeout_s: float, what: str) -> None: ...
+
+
+def until_step(loop: Scanning, step: Any, timeout_s: float = 60.0) -> None:
+    """Scan until the sequencer is at `step` (a Step), within `timeout_s` of virtual time."""
+
+    def at() -> bool:
+        seq = loop.ctl._seq
+        return seq is not None and seq.step is step
+
+    loop.run_until(at, timeout_s, f"step {step}")
+
+
+def events_of(loop: Scanning, kind: str) -> list[dict[str, Any]]:
+    """The data of every event of type `kind` so far."""
+    return [e.data for e in loop.events if e.type == kind]

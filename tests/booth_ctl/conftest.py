@@ -6,15 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """An anonymous Mosquitto on a free loopback port, for tests that do not stop it."""
-    b = Broker(tmp_path_factory.mktemp("mosquitto"))
-    b.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("mosquitto")) as b:
         yield b
-    finally:
-        b.stop()

@@ -20,7 +20,7 @@ import tomli_w
 
 from booth_ctl.cli import format_status, main
 from booth_ctl.records import RecordStore
-from tests._util import CONFIG_DIR, render_config
+from tests._util import CONFIG_DIR, render_config, run_tool
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,14 +32,7 @@ def boothctl(
     *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     merged = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
-    return subprocess.run(
-        [BOOTHCTL, *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        env=merged,
-        check=False,
-    )
+    return run_tool([BOOTHCTL, *args], timeout_s=RUN_TIMEOUT_S, env=merged)
 
 
 # ---------------------------------------------------------------------------- config check
@@ -74,6 +67,17 @@ def test_config_check_says_when_the_io_has_no_flux_lid_input(tmp_path: Path) -> 
     assert "note:" not in shipped.stdout
 
 
+def _config_check_refuses(path: Path, count: int, prefix: str) -> tuple[list[str], str]:
+    """`boothctl config check` on `path` exits 1 with `count` error lines, each starting with
+    `prefix`; returns those lines and what went to stdout."""
+    r = boothctl("config", "check", str(path))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == count, r.stderr
+    assert all(line.startswith(prefix) for line in lines), lines
+    return lines, r.stdout
+
+
 def _broken_config(tmp_path: Path, edit: Any) -> Path:
     def overrides(data: dict[str, Any]) -> None:
         edit(data)
@@ -88,15 +92,11 @@ def test_config_check_prints_every_problem_with_file_and_field(tmp_path: Path) -
         data["limits"]["bogus_key"] = 1
 
     path = _broken_config(tmp_path, edit)
-    r = boothctl("config", "check", str(path))
-    assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 3, r.stderr
-    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    lines, stdout = _config_check_refuses(path, 3, f"{path}: ")
     joined = "\n".join(lines)
     for field in ("mqtt.port", "scan.period_ms", "limits.bogus_key"):
         assert field in joined
-    assert r.stdout == ""
+    assert stdout == ""
 
 
 def test_config_check_names_a_bad_register_map_file_and_point(tmp_path: Path) -> None:
@@ -118,11 +118,7 @@ def test_config_check_names_a_bad_register_map_file_and_point(tmp_path: Path) ->
         data["devices"]["io"]["map"] = str(bad_map)
 
     path = _broken_config(tmp_path, edit)
-    r = boothctl("config", "check", str(path))
-    assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 2, r.stderr
-    assert all(line.startswith(f"{bad_map}: points.") for line in lines), lines
+    _config_check_refuses(path, 2, f"{bad_map}: points.")
 
 
 def test_config_check_cross_field_rule_and_toml_syntax(tmp_path: Path) -> None:

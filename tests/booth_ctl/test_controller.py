@@ -13,7 +13,16 @@ from booth_ctl.control._events import CommandRefused
 from booth_ctl.control._image import Snapshot
 from booth_ctl.control._sequencer import Step
 from drivers import Quality, Reading
-from tests.booth_ctl._plant import Loop, Plant, demo_recipe, idle_loop, new_loop, sim_config
+from tests.booth_ctl._plant import (
+    Loop,
+    Plant,
+    demo_recipe,
+    events_of,
+    idle_loop,
+    new_loop,
+    sim_config,
+    until_step,
+)
 
 TOP = 0.0
 SURFACE = 80.0
@@ -23,20 +32,16 @@ def _start(loop: Loop, units: int = 1, **changes: Any) -> None:
     loop.ctl.start_job("LOT-1", "demo", demo_recipe(loop.plant.loaded, **changes), units)
 
 
+def _job_at(step: Step, units: int = 2) -> Loop:
+    """A job of `units` of the demo recipe, scanned from idle until the sequencer is at `step`."""
+    loop = idle_loop()
+    _start(loop, units=units)
+    until_step(loop, step)
+    return loop
+
+
 def _heater_off(out: dict[str, Any]) -> bool:
     return out["heater1.run"] == 0 and out["io.heater_contactor"] is False
-
-
-def _until_step(loop: Loop, step: Step, timeout_s: float = 60.0) -> None:
-    def at() -> bool:
-        seq = loop.ctl._seq
-        return seq is not None and seq.step is step
-
-    loop.run_until(at, timeout_s, f"step {step}")
-
-
-def _events(loop: Loop, kind: str) -> list[dict[str, Any]]:
-    return [e.data for e in loop.events if e.type == kind]
 
 
 # ---------------------------------------------------------------------------- start-up
@@ -90,7 +95,7 @@ def test_scan_never_raises_on_garbage_signals() -> None:
 def test_an_internal_error_trips_and_goes_safe() -> None:
     loop = idle_loop()
     _start(loop)
-    _until_step(loop, Step.DIP_DWELL)
+    until_step(loop, Step.DIP_DWELL)
 
     def boom(*_: Any) -> Any:
         raise RuntimeError("bug")
@@ -119,14 +124,14 @@ def test_reset_then_a_three_unit_job_completes_with_dips_recorded_at_entry() -> 
     assert types.count("unit_started") == 3 and types.count("unit_completed") == 3
     assert types.count("dip") == 3 and types.count("flux_dip") == 3
     assert types.index("job_started") < types.index("unit_started") < types.index("job_completed")
-    dips = _events(loop, "dip")
+    dips = events_of(loop, "dip")
     assert len(loop.plant.entries) == 3
     for d, truth in zip(dips, loop.plant.entries, strict=True):
         assert d["vessel"] == "solder1" and d["depth_mm"] == 3.0 and d["dwell_s"] == 1.0
         assert d["o2_ppm"] == pytest.approx(truth.o2_ppm, abs=2.0)
         assert d["solder_temp_c"] == pytest.approx(truth.temp_c, abs=0.5)
         assert truth.door_closed and truth.held and truth.o2_limit_ok
-    done = _events(loop, "job_completed")[0]
+    done = events_of(loop, "job_completed")[0]
     assert done["units_done"] == 3 and done["units_rejected"] == 0
     assert loop.ctl.counters()["vessel_dips"]["solder1"] == 3
     assert loop.plant.z_mm == TOP
@@ -168,16 +173,14 @@ def test_scan_is_cheap() -> None:
 def test_part_in_the_bath_is_withdrawn_in_the_scan_that_sees_the_cause(
     fault: Any, unmet: str
 ) -> None:
-    loop = idle_loop()
-    _start(loop, units=2)
-    _until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL)
     assert loop.plant.in_bath
     fault(loop.plant)
     loop.tick()
     out = loop.last.outputs
     assert out["holder.z_target_mm"] == TOP
     assert out["holder.z_speed_mm_s"] == loop.plant.loaded.config.holder.z_fast_speed_mm_s
-    rejected = _events(loop, "unit_rejected")
+    rejected = events_of(loop, "unit_rejected")
     assert len(rejected) == 1 and unmet in rejected[0]["reason"]
     assert out["io.vacuum_pump"] is True and out["io.vacuum_valve"] is True  # never drop it
     assert out["io.n2_maintain"] is True and out["io.exhaust_fan"] is True
@@ -185,9 +188,7 @@ def test_part_in_the_bath_is_withdrawn_in_the_scan_that_sees_the_cause(
 
 
 def test_lost_permissive_before_the_dip_suspends_and_resumes_by_itself() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    _until_step(loop, Step.DIP_MOVE)
+    loop = _job_at(Step.DIP_MOVE, units=1)
     loop.plant.leak_o2(3000.0)
     loop.run_until(lambda: loop.ctl.state == "suspended", 10.0, "suspended")
     loop.run_for(5.0)
@@ -236,17 +237,15 @@ def test_solder_out_of_band_keeps_the_part_out() -> None:
 def test_trip_during_a_dip_withdraws_heater_off_two_paths_and_latches(
     fault: Any, code: str
 ) -> None:
-    loop = idle_loop()
-    _start(loop, units=2)
-    _until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL)
     fault(loop.plant)
     loop.tick()
     out = loop.last.outputs
     assert _heater_off(out)
     assert out["holder.z_target_mm"] == TOP
     assert loop.ctl.state in ("aborting", "aborted")
-    assert len(_events(loop, "unit_rejected")) == 1
-    aborted = _events(loop, "job_aborted")
+    assert len(events_of(loop, "unit_rejected")) == 1
+    aborted = events_of(loop, "job_aborted")
     assert len(aborted) == 1 and aborted[0]["reason"].startswith("trip: ")
     alarms = loop.ctl.status()["alarms"]
     assert any(a["code"] == code and a["severity"] == "critical" for a in alarms), alarms
@@ -281,14 +280,12 @@ def test_clear_needs_the_cause_gone_and_the_alarm_acknowledged() -> None:
 
 
 def test_runtime_trip_latches_and_goes_safe() -> None:
-    loop = idle_loop()
-    _start(loop, units=2)
-    _until_step(loop, Step.FLUX_DWELL)
+    loop = _job_at(Step.FLUX_DWELL)
     loop.ctl.trip("device lost")
     loop.tick()
     assert _heater_off(loop.last.outputs) and loop.last.outputs["holder.z_target_mm"] == TOP
     loop.run_until(lambda: loop.ctl.state == "aborted", 5.0, "aborted")
-    assert _events(loop, "job_aborted")[0]["reason"] == "trip: device lost"
+    assert events_of(loop, "job_aborted")[0]["reason"] == "trip: device lost"
     loop.ctl.ack_alarm("runtime_trip")
     loop.ctl.clear()
 
@@ -317,47 +314,39 @@ def test_reset_refused_by_interlock_lists_the_unmet() -> None:
 
 
 def test_hold_finishes_the_dip_then_holds_and_unhold_continues() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    _until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL, units=1)
     loop.ctl.hold()
     loop.run_until(lambda: loop.ctl.state == "held", 10.0, "held")
-    assert loop.plant.z_mm == TOP and not _events(loop, "unit_rejected")
+    assert loop.plant.z_mm == TOP and not events_of(loop, "unit_rejected")
     loop.run_for(5.0)
     assert len(loop.plant.entries) == 1 and loop.ctl.state == "held"
     assert loop.last.outputs["heater1.run"] == 1
     loop.ctl.unhold()
     loop.run_until(lambda: loop.ctl.state == "complete", 30.0, "complete")
-    assert _events(loop, "job_completed")[0]["units_done"] == 1
+    assert events_of(loop, "job_completed")[0]["units_done"] == 1
 
 
 def test_hold_while_approaching_withdraws_without_entering() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    _until_step(loop, Step.DIP_APPROACH)
+    loop = _job_at(Step.DIP_APPROACH, units=1)
     loop.ctl.hold()
     loop.run_until(lambda: loop.ctl.state == "held", 10.0, "held")
     assert loop.plant.entries == []
 
 
 def test_stop_during_a_dip_withdraws_rejects_and_records_the_job_aborted() -> None:
-    loop = idle_loop()
-    _start(loop, units=3)
-    _until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL, units=3)
     loop.ctl.stop()
     loop.tick()
     assert loop.last.outputs["holder.z_target_mm"] == TOP
     loop.run_until(lambda: loop.ctl.state == "stopped", 10.0, "stopped")
     assert _heater_off(loop.last.outputs)
-    assert _events(loop, "unit_rejected")[0]["reason"] == "stopped"
-    assert _events(loop, "job_aborted")[0]["reason"] == "stopped"
+    assert events_of(loop, "unit_rejected")[0]["reason"] == "stopped"
+    assert events_of(loop, "job_aborted")[0]["reason"] == "stopped"
     assert loop.ctl.status()["job"] is None
 
 
 def test_abort_goes_safe_at_once() -> None:
-    loop = idle_loop()
-    _start(loop, units=1)
-    _until_step(loop, Step.DIP_DWELL)
+    loop = _job_at(Step.DIP_DWELL, units=1)
     loop.ctl.abort()
     loop.tick()
     assert _heater_off(loop.last.outputs) and loop.last.outputs["holder.z_target_mm"] == TOP

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from booth_ctl.config._booth import LoadedConfig, load_config
+from booth_ctl.config._booth import load_config
 from booth_ctl.control._controller import Controller
 from booth_ctl.records import Records, RecordStore
 from devkit.broker import Broker
@@ -21,7 +21,9 @@ from tests._util import CONFIG_DIR, render_config, wait_for
 from tests.booth_ctl._mes_helpers import (
     FakeController,
     Mes,
+    MesBooth,
     booth_config,
+    mes_booth,
     mes_client,
     response_props,
     running_link,
@@ -33,20 +35,10 @@ pytestmark = pytest.mark.mqtt
 DEMO: dict[str, Any] = tomllib.loads((CONFIG_DIR / "recipes" / "demo.toml").read_text())
 
 
-class Booth:
-    def __init__(self, loaded: LoadedConfig, ctl: FakeController, mes: Mes) -> None:
-        self.loaded = loaded
-        self.ctl = ctl
-        self.mes = mes
-        self.store_path = Path(loaded.config.records.path)
-
-
 @pytest.fixture
-async def booth(tmp_path: Path, broker: Broker) -> AsyncIterator[Booth]:
-    loaded = booth_config(tmp_path, broker.port)
-    ctl = FakeController()
-    async with running_link(loaded, ctl), mes_client(broker.port, loaded.config.booth_id) as mes:
-        yield Booth(loaded, ctl, mes)
+async def booth(tmp_path: Path, broker: Broker) -> AsyncIterator[MesBooth]:
+    async with mes_booth(tmp_path, broker.port) as b:
+        yield b
 
 
 def _error(reply: dict[str, Any], code: str) -> dict[str, Any]:
@@ -57,7 +49,7 @@ def _error(reply: dict[str, Any], code: str) -> dict[str, Any]:
     return err
 
 
-async def test_state_commands_go_to_the_controller(booth: Booth) -> None:
+async def test_state_commands_go_to_the_controller(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     for command, state in [
         ("reset", "idle"),
@@ -73,7 +65,7 @@ async def test_state_commands_go_to_the_controller(booth: Booth) -> None:
     assert ctl.state == "stopped"
 
 
-async def test_start_job_hold_unhold_and_get_job(booth: Booth) -> None:
+async def test_start_job_hold_unhold_and_get_job(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     await mes.request("reset")
     reply = await mes.request("start_job", {"lot_id": "LOT-1", "recipe": "demo", "units": 3})
@@ -87,7 +79,7 @@ async def test_start_job_hold_unhold_and_get_job(booth: Booth) -> None:
     assert job["recipe_hash"] == reply["result"]["recipe_hash"]
 
 
-async def test_ack_alarm_one_or_all(booth: Booth) -> None:
+async def test_ack_alarm_one_or_all(booth: MesBooth) -> None:
     assert (await booth.mes.request("ack_alarm", {"alarm_id": "a7"}))["ok"]
     assert (await booth.mes.request("ack_alarm", {"alarm_id": "all"}))["ok"]
     assert [c for c in booth.ctl.calls if c[0] == "ack_alarm"] == [
@@ -96,13 +88,13 @@ async def test_ack_alarm_one_or_all(booth: Booth) -> None:
     ]
 
 
-async def test_get_status_has_mode_and_ts(booth: Booth) -> None:
+async def test_get_status_has_mode_and_ts(booth: MesBooth) -> None:
     status = (await booth.mes.request("get_status"))["result"]
     assert {"state", "ready", "job", "alarms", "interlocks", "mode", "ts"} <= set(status)
     assert status["mode"] == "remote"
 
 
-async def test_recipes_put_get_list(booth: Booth) -> None:
+async def test_recipes_put_get_list(booth: MesBooth) -> None:
     mes = booth.mes
     listed = (await mes.request("list_recipes"))["result"]["recipes"]
     assert {"name": "demo", "file": True, "versions": 0, "hash": None} in listed
@@ -128,7 +120,7 @@ async def test_recipes_put_get_list(booth: Booth) -> None:
     assert started["ok"] and started["result"]["recipe_hash"] == got["hash"]
 
 
-async def test_invalid_recipe_names_every_problem(booth: Booth) -> None:
+async def test_invalid_recipe_names_every_problem(booth: MesBooth) -> None:
     bad = copy.deepcopy(DEMO)
     bad["o2_limit_ppm"] = 20000
     bad["flux"]["solids_wt_pct"] = 50
@@ -146,14 +138,14 @@ async def test_invalid_recipe_names_every_problem(booth: Booth) -> None:
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "demo.toml", "..", "", "x" * 65])
-async def test_path_like_recipe_names_are_refused(booth: Booth, name: str) -> None:
+async def test_path_like_recipe_names_are_refused(booth: MesBooth, name: str) -> None:
     err = _error(await booth.mes.request("put_recipe", {"name": name, "recipe": DEMO}),
                  "bad_request")
     assert "name" in err["message"]
     _error(await booth.mes.request("get_recipe", {"name": name}), "bad_request")
 
 
-async def test_unknown_recipe(booth: Booth) -> None:
+async def test_unknown_recipe(booth: MesBooth) -> None:
     await booth.mes.request("reset")
     err = _error(
         await booth.mes.request("start_job", {"lot_id": "L", "recipe": "nope", "units": 1}),
@@ -164,7 +156,7 @@ async def test_unknown_recipe(booth: Booth) -> None:
     assert booth.ctl.count("start_job") == 0
 
 
-async def test_invalid_state_and_interlock_from_the_controller(booth: Booth) -> None:
+async def test_invalid_state_and_interlock_from_the_controller(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     err = _error(await mes.request("hold"), "invalid_state")
     assert "stopped" in err["message"]
@@ -178,12 +170,12 @@ async def test_invalid_state_and_interlock_from_the_controller(booth: Booth) -> 
     assert "door_closed" in err["message"]
 
 
-async def test_busy_from_the_controller(booth: Booth) -> None:
+async def test_busy_from_the_controller(booth: MesBooth) -> None:
     booth.ctl.busy = True
     _error(await booth.mes.request("reset"), "busy")
 
 
-async def test_unknown_command(booth: Booth) -> None:
+async def test_unknown_command(booth: MesBooth) -> None:
     err = _error(await booth.mes.request("fly"), "unknown_command")
     assert "fly" in err["message"] and "reset" in err["message"]
 
@@ -204,7 +196,7 @@ async def test_unknown_command(booth: Booth) -> None:
     ],
 )
 async def test_wrong_schema_is_a_bad_request_naming_the_field(
-    booth: Booth, command: str, args: dict[str, Any], needle: str
+    booth: MesBooth, command: str, args: dict[str, Any], needle: str
 ) -> None:
     if command == "start_job":
         await booth.mes.request("reset")
@@ -212,7 +204,7 @@ async def test_wrong_schema_is_a_bad_request_naming_the_field(
     assert needle in err["message"], err
     assert booth.ctl.count("start_job") == 0
 
-async def test_bad_request_id_is_answered_when_it_can_be_read(booth: Booth) -> None:
+async def test_bad_request_id_is_answered_when_it_can_be_read(booth: MesBooth) -> None:
     long_id = "r" * 65
     await booth.mes.publish("reset", {"request_id": long_id})
     err = _error(await booth.mes.reply_to(long_id), "bad_request")
@@ -220,7 +212,7 @@ async def test_bad_request_id_is_answered_when_it_can_be_read(booth: Booth) -> N
     assert booth.ctl.count("reset") == 0
 
 
-async def test_unreadable_requests_are_dropped_and_the_link_goes_on(booth: Booth) -> None:
+async def test_unreadable_requests_are_dropped_and_the_link_goes_on(booth: MesBooth) -> None:
     mes = booth.mes
     await mes.publish("reset", b"not json {")
     await mes.publish("reset", {"no_request_id": 1})
@@ -233,7 +225,7 @@ async def test_unreadable_requests_are_dropped_and_the_link_goes_on(booth: Booth
     assert booth.ctl.count("reset") == 0
 
 
-async def test_duplicate_request_id_gets_the_first_reply_and_runs_once(booth: Booth) -> None:
+async def test_duplicate_request_id_gets_the_first_reply_and_runs_once(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     rid = "dup-" + uuid.uuid4().hex
     first = await mes.request("reset", request_id=rid)
@@ -259,7 +251,7 @@ async def test_duplicate_request_id_across_a_restart(tmp_path: Path, broker: Bro
         assert ctl2.count("reset") == 0
 
 
-async def test_the_audit_records_who_what_when_and_the_reply(booth: Booth) -> None:
+async def test_the_audit_records_who_what_when_and_the_reply(booth: MesBooth) -> None:
     reply = await booth.mes.request("reset", request_id="audit-1")
     with RecordStore(booth.store_path) as store:
         audit = store.command_audit()
@@ -268,7 +260,7 @@ async def test_the_audit_records_who_what_when_and_the_reply(booth: Booth) -> No
     assert entry["received_at"] > 0
 
 
-async def test_local_mode_refuses_all_but_get_and_list(booth: Booth) -> None:
+async def test_local_mode_refuses_all_but_get_and_list(booth: MesBooth) -> None:
     mes = booth.mes
     with RecordStore(booth.store_path) as store:
         store.set_mode("local", who="operator")
@@ -288,7 +280,7 @@ async def test_local_mode_refuses_all_but_get_and_list(booth: Booth) -> None:
     assert (await mes.request("reset"))["ok"]
 
 
-async def test_mqtt5_response_topic_and_correlation_data(booth: Booth) -> None:
+async def test_mqtt5_response_topic_and_correlation_data(booth: MesBooth) -> None:
     mes = booth.mes
     await mes.client.subscribe("mes/replies/42", qos=1)
     props = response_props("mes/replies/42", b"corr-\x00\x01")

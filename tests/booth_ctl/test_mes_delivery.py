@@ -18,12 +18,13 @@ from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.control._events import Event
 from booth_ctl.links.mqtt import records_and_link
 from booth_ctl.records import Records, RecordStore
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from tests._util import ROOT, wait_for
 from tests.booth_ctl._mes_helpers import (
     FakeController,
     booth_config,
     mes_client,
+    mes_then_link,
     ready_now,
     running_link,
 )
@@ -49,11 +50,7 @@ def assert_in_order(events: list[dict[str, Any]], first: int | None = None) -> l
 
 
 async def test_events_go_out_in_order_with_seq_plus_one(tmp_path: Path, broker: Broker) -> None:
-    loaded = booth_config(tmp_path, broker.port)
-    async with (
-        mes_client(broker.port, loaded.config.booth_id) as mes,
-        running_link(loaded, FakeController()) as (_, records),
-    ):
+    async with mes_then_link(tmp_path, broker.port) as (mes, _, records):
         for i in range(300):
             records.submit("state_changed", {"i": i})
         await records.flush()
@@ -76,7 +73,7 @@ async def producing(records: Records) -> AsyncIterator[list[int]]:
         while True:
             count[0] += 1
             records.submit("dip", {"n": count[0], "vessel": "solder1"})
-            await asyncio.sleep(PRODUCE_EVERY_S)
+            await asyncio.sleep(PRODUCE_EVERY_S)  # the pace of a running job, not a wait
 
     task = asyncio.create_task(produce(), name="producer")
     try:
@@ -87,9 +84,7 @@ async def producing(records: Records) -> AsyncIterator[list[int]]:
 
 
 async def test_events_survive_a_broker_outage_without_gap_or_reorder(tmp_path: Path) -> None:
-    broker = Broker(tmp_path / "broker", persistent=True)
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker", persistent=True) as broker:
         loaded = booth_config(tmp_path, broker.port)
         booth_id = loaded.config.booth_id
         async with running_link(loaded, FakeController()) as (link, records):
@@ -116,14 +111,10 @@ async def test_events_survive_a_broker_outage_without_gap_or_reorder(tmp_path: P
                 )
                 received += m2.events
         assert assert_in_order(received, first=1) == list(range(1, last + 1))
-    finally:
-        broker.stop()
 
 
 async def test_events_resume_after_the_broker_is_killed(tmp_path: Path) -> None:
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker") as broker:
         loaded = booth_config(tmp_path, broker.port)
         booth_id = loaded.config.booth_id
         async with running_link(loaded, FakeController()) as (link, records):
@@ -153,8 +144,6 @@ async def test_events_resume_after_the_broker_is_killed(tmp_path: Path) -> None:
         # What the MES got after the restart is one unbroken run (the booth resent from its
         # oldest unacknowledged event), and the store saw every event acknowledged.
         assert_in_order(mes.events)
-    finally:
-        broker.stop()
 
 
 async def test_online_and_retained_status(tmp_path: Path, broker: Broker) -> None:
@@ -183,11 +172,7 @@ async def test_online_and_retained_status(tmp_path: Path, broker: Broker) -> Non
 
 
 async def test_telemetry_is_published(tmp_path: Path, broker: Broker) -> None:
-    loaded = booth_config(tmp_path, broker.port)
-    async with (
-        mes_client(broker.port, loaded.config.booth_id) as mes,
-        running_link(loaded, FakeController()) as (link, _),
-    ):
+    async with mes_then_link(tmp_path, broker.port) as (mes, link, _):
         for i in range(3):
             link.telemetry({"o2_ppm": 100.0 + i, "scan": {"period_ms": 10}})
             await wait_for(lambda n=i: len(mes.telemetry) > n, timeout_s=5, what="telemetry")

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.links.mqtt import records_and_link
 from booth_ctl.records import RecordStore
 from devkit.broker import Broker
 from tests._util import ROOT
 from tests.booth_ctl._mes_helpers import (
     FakeController,
-    Mes,
+    MesBooth,
     booth_config,
+    mes_booth,
     mes_client,
     ready_now,
     running_link,
@@ -32,24 +32,10 @@ from tests.booth_ctl._mes_helpers import (
 pytestmark = pytest.mark.mqtt
 
 
-class Booth:
-    def __init__(self, loaded: LoadedConfig, ctl: FakeController, mes: Mes) -> None:
-        self.loaded = loaded
-        self.ctl = ctl
-        self.mes = mes
-        self.store_path = Path(loaded.config.records.path)
-
-    def audit(self, rid: str) -> list[dict[str, Any]]:
-        with RecordStore(self.store_path) as store:
-            return [a for a in store.command_audit() if a["request_id"] == rid]
-
-
 @pytest.fixture
-async def booth(tmp_path: Path, broker: Broker) -> AsyncIterator[Booth]:
-    loaded = booth_config(tmp_path, broker.port)
-    ctl = FakeController()
-    async with running_link(loaded, ctl), mes_client(broker.port, loaded.config.booth_id) as mes:
-        yield Booth(loaded, ctl, mes)
+async def booth(tmp_path: Path, broker: Broker) -> AsyncIterator[MesBooth]:
+    async with mes_booth(tmp_path, broker.port) as b:
+        yield b
 
 
 def _code(reply: dict[str, Any]) -> str | None:
@@ -59,7 +45,7 @@ def _code(reply: dict[str, Any]) -> str | None:
 # ---------------------------------------------------------------------- refusals are on record
 
 
-async def test_an_unknown_command_is_on_record_and_answers_its_repeat(booth: Booth) -> None:
+async def test_an_unknown_command_is_on_record_and_answers_its_repeat(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     first = await mes.request("rset", request_id="typo-1")
     assert _code(first) == "unknown_command"
@@ -72,7 +58,7 @@ async def test_an_unknown_command_is_on_record_and_answers_its_repeat(booth: Boo
     assert entry["command"] == "rset" and entry["reply"] == first and entry["state"] == "done"
 
 
-async def test_a_schema_refusal_is_on_record_and_answers_its_repeat(booth: Booth) -> None:
+async def test_a_schema_refusal_is_on_record_and_answers_its_repeat(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     first = await mes.request("reset", {"force": True}, request_id="schema-1")
     assert _code(first) == "bad_request"
@@ -83,7 +69,7 @@ async def test_a_schema_refusal_is_on_record_and_answers_its_repeat(booth: Booth
     assert entry["args"] == {"force": True} and entry["reply"] == first
 
 
-async def test_a_payload_with_a_lone_surrogate_is_on_record_escaped(booth: Booth) -> None:
+async def test_a_payload_with_a_lone_surrogate_is_on_record_escaped(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     await mes.publish("reset", b'{"request_id": "sur-1", "note": "\\ud800"}')
     first = await mes.reply_to("sur-1")
@@ -95,7 +81,7 @@ async def test_a_payload_with_a_lone_surrogate_is_on_record_escaped(booth: Booth
     assert "\\ud800" in entry["args"]["as_received"]
 
 
-async def test_a_request_id_that_cannot_be_kept_is_refused_each_time(booth: Booth) -> None:
+async def test_a_request_id_that_cannot_be_kept_is_refused_each_time(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     long_id = "L" * 65
     for n in (1, 2):
@@ -113,7 +99,7 @@ async def test_a_request_id_that_cannot_be_kept_is_refused_each_time(booth: Boot
         assert store.command_audit() == []
 
 
-async def test_a_local_mode_refusal_answers_its_repeat_after_remote_again(booth: Booth) -> None:
+async def test_a_local_mode_refusal_answers_its_repeat_after_remote_again(booth: MesBooth) -> None:
     mes, ctl = booth.mes, booth.ctl
     with RecordStore(booth.store_path) as store:
         store.set_mode("local", who="operator")
@@ -210,7 +196,7 @@ async def test_a_command_cut_short_by_a_kill_is_not_run_again(
     assert entry["state"] == "cut_short" and entry["reply"] == reply
 
 
-async def test_a_state_changing_command_is_on_record_before_it_runs(booth: Booth) -> None:
+async def test_a_state_changing_command_is_on_record_before_it_runs(booth: MesBooth) -> None:
     seen: list[list[dict[str, Any]]] = []
     ctl = booth.ctl
     original = ctl.reset

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from booth_ctl.links.mqtt import BROKER_DOWN_RETRY_S
-from devkit.broker import Broker
+from devkit.broker import running_broker
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import FakeController, booth_config, running_link
 
@@ -24,9 +24,7 @@ OUTAGE_S = 3.0
 async def test_reconnects_within_a_second_of_a_broker_restarted_on_the_same_port(
     tmp_path: Path,
 ) -> None:
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker") as broker:
         # The shipped defaults: 0.1 s doubling up to 10 s.
         loaded = booth_config(tmp_path, broker.port, reconnect_min_s=0.1, reconnect_max_s=10.0)
         async with running_link(loaded, FakeController()) as (link, _):
@@ -41,6 +39,4 @@ async def test_reconnects_within_a_second_of_a_broker_restarted_on_the_same_port
             )
             took_s = time.monotonic() - back_at
             assert took_s <= RECONNECT_GOAL_S, f"back {took_s:.2f} s after the broker"
-    finally:
-        broker.stop()
     assert BROKER_DOWN_RETRY_S < RECONNECT_GOAL_S

@@ -9,39 +9,26 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from booth_ctl.config._booth import LoadedConfig
 from booth_ctl.links.mqtt import STABLE_CONNECTION_S
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import (
+    BOOTH_TOPICS,
+    SECURE_USERS,
     FakeController,
-    Mes,
     booth_config,
-    mes_client,
     running_link,
+    secure_acl,
+    secure_booth_config,
+    secure_mes,
 )
 
 pytestmark = pytest.mark.mqtt
-
-BOOTH = "sim-01"
-USERS = {"mes": "mes-secret", f"booth-{BOOTH}": "booth-secret"}
-
-
-def _acl(*booth_writes: str) -> str:
-    lines = ["user mes", "topic write booth/+/cmd/#", "topic read booth/#", "",
-             f"user booth-{BOOTH}", f"topic read booth/{BOOTH}/cmd/#"]
-    lines += [f"topic write booth/{BOOTH}/{t}" for t in booth_writes]
-    return "\n".join(lines) + "\n"
-
-
-ALL = ("online", "status", "telemetry", "events", "reply")
-
 
 def reload_acl(broker: Broker, acl: str) -> None:
     """Give the running broker a new ACL (SIGHUP makes Mosquitto re-read it) without dropping
@@ -51,47 +38,39 @@ def reload_acl(broker: Broker, acl: str) -> None:
     os.kill(broker._proc.pid, signal.SIGHUP)
 
 
-@contextlib.contextmanager
-def acl_broker(tmp_path: Path, acl: str) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker", users=USERS, acl=acl)
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-def _booth(tmp_path: Path, broker: Broker, **mqtt: Any) -> LoadedConfig:
-    pw = tmp_path / "booth.pw"
-    pw.write_text(USERS[f"booth-{BOOTH}"] + "\n", encoding="utf-8")
-    pw.chmod(0o600)
-    return booth_config(
-        tmp_path, broker.port, username=f"booth-{BOOTH}", password_file=str(pw), **mqtt
-    )
-
-
-def _mes(broker: Broker) -> contextlib.AbstractAsyncContextManager[Mes]:
-    return mes_client(broker.port, BOOTH, username="mes", password=USERS["mes"])
+def acl_broker(tmp_path: Path, acl: str) -> contextlib.AbstractContextManager[Broker]:
+    return running_broker(tmp_path / "broker", users=SECURE_USERS, acl=acl)
 
 
 def _logged(caplog: pytest.LogCaptureFixture, needle: str) -> int:
     return sum(1 for r in caplog.records if needle in r.getMessage())
 
 
-async def test_refused_events_stay_in_the_outbox_until_the_broker_takes_them(
+@pytest.fixture
+def refusing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+) -> Iterator[Callable[[str], Broker]]:
+    """Starts a broker whose ACL lets the booth publish everything but `topic`; logs the link's
+    warnings; stops the broker at the end."""
     caplog.set_level(logging.WARNING, logger="booth_ctl.mes")
-    # The booth may publish everything but its events.
-    with acl_broker(tmp_path, _acl("online", "status", "telemetry", "reply")) as broker:
-        await _refused_events(tmp_path, broker, caplog)
+    with contextlib.ExitStack() as stack:
+
+        def start(topic: str) -> Broker:
+            acl = secure_acl(*(t for t in BOOTH_TOPICS if t != topic))
+            return stack.enter_context(acl_broker(tmp_path, acl))
+
+        yield start
 
 
-async def _refused_events(
-    tmp_path: Path, acl_broker: Broker, caplog: pytest.LogCaptureFixture
+async def test_refused_events_stay_in_the_outbox_until_the_broker_takes_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refusing: Callable[[str], Broker]
 ) -> None:
-    loaded = _booth(tmp_path, acl_broker)
-    async with _mes(acl_broker) as mes, running_link(loaded, FakeController()) as (link, records):
+    acl_broker = refusing("events")
+    loaded = secure_booth_config(tmp_path, acl_broker.port)
+    async with (
+        secure_mes(acl_broker.port) as mes,
+        running_link(loaded, FakeController()) as (link, records),
+    ):
         store = records.store
         for i in range(5):
             records.submit("state_changed", {"i": i})
@@ -105,7 +84,7 @@ async def _refused_events(
         assert (await mes.request("get_status"))["ok"]
         assert mes.events == []
 
-        reload_acl(acl_broker, _acl(*ALL))
+        reload_acl(acl_broker, secure_acl(*BOOTH_TOPICS))
         await wait_for(
             lambda: store.undelivered_events() == [], timeout_s=10, what="events delivered"
         )
@@ -116,22 +95,14 @@ async def _refused_events(
 
 
 async def test_refused_replies_are_kept_and_each_command_gets_exactly_one(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refusing: Callable[[str], Broker]
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="booth_ctl.mes")
-    # The booth may publish everything but its replies.
-    with acl_broker(tmp_path, _acl("online", "status", "telemetry", "events")) as broker:
-        await _refused_replies(tmp_path, broker, caplog)
-
-
-async def _refused_replies(
-    tmp_path: Path, acl_broker: Broker, caplog: pytest.LogCaptureFixture
-) -> None:
+    acl_broker = refusing("reply")
     # Room for a few replies only: the queue fills up while the broker refuses them.
-    loaded = _booth(tmp_path, acl_broker, queue_max=10, command_queue_max=64)
+    loaded = secure_booth_config(tmp_path, acl_broker.port, queue_max=10, command_queue_max=64)
     ctl = FakeController()
     rids = [f"r{i}" for i in range(12)]
-    async with _mes(acl_broker) as mes, running_link(loaded, ctl) as (link, _):
+    async with secure_mes(acl_broker.port) as mes, running_link(loaded, ctl) as (link, _):
         for rid in rids[:6]:
             await mes.publish("reset", {"request_id": rid})
         for rid in rids[6:]:
@@ -146,7 +117,7 @@ async def _refused_replies(
         assert mes.replies == []
         assert _logged(caplog, "publishing replies: the broker refuses") == 1
 
-        reload_acl(acl_broker, _acl(*ALL))
+        reload_acl(acl_broker, secure_acl(*BOOTH_TOPICS))
         await mes.until(
             lambda: {r["request_id"] for r in mes.replies} >= set(rids), 10, "every reply"
         )
@@ -163,9 +134,7 @@ async def test_a_connection_that_fails_at_once_backs_off(tmp_path: Path) -> None
     # ends within the other's reconnect wait. The waits must keep growing (0.05-0.1 s,
     # 0.1-0.2, 0.2-0.4, then 0.3-0.6 s), not start from the shortest at each connection.
     assert STABLE_CONNECTION_S > 5.0
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    try:
+    with running_broker(tmp_path / "broker") as broker:
         backoff = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.6}
         a = booth_config(tmp_path / "a", broker.port, **backoff)
         b = booth_config(tmp_path / "b", broker.port, **backoff)
@@ -184,8 +153,6 @@ async def test_a_connection_that_fails_at_once_backs_off(tmp_path: Path) -> None
                 lambda: total() >= 12, timeout_s=30, what="12 connections", interval_s=0.02
             )
             elapsed = time.monotonic() - t0
-    finally:
-        broker.stop()
     # Each connection takes the other's, so the waits follow one another. After the first
     # four connections (one wait each) each link waits at least 0.1 + 0.2 + 0.3 + 0.3 s for its
     # next four: 1.8 s in all; with the backoff reset at every connection, 8 waits would take

@@ -9,54 +9,34 @@ import aiomqtt
 import pytest
 
 from booth_ctl.records import RecordStore
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from drivers import ConfigError
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import (
+    BOOTH_TOPICS,
+    SECURE_BOOTH,
+    SECURE_USERS,
     FakeController,
     Mes,
-    booth_config,
     mes_client,
     running_link,
+    secure_acl,
+    secure_booth_config,
+    secure_mes,
 )
 
 pytestmark = pytest.mark.mqtt
 
-BOOTH = "sim-01"
-USERS = {"mes": "mes-secret", "booth-sim-01": "booth-secret", "intruder": "x-secret"}
-ACL = f"""\
-user mes
-topic write booth/+/cmd/#
-topic read booth/#
-
-user booth-{BOOTH}
-topic read booth/{BOOTH}/cmd/#
-topic write booth/{BOOTH}/online
-topic write booth/{BOOTH}/status
-topic write booth/{BOOTH}/telemetry
-topic write booth/{BOOTH}/events
-topic write booth/{BOOTH}/reply
-
-user intruder
-topic read booth/#
-"""
+BOOTH = SECURE_BOOTH
+USERS = {**SECURE_USERS, "intruder": "x-secret"}
+#: The booth publishes what it must; a third user may read everything, publish nothing.
+ACL = secure_acl(*BOOTH_TOPICS) + "\nuser intruder\ntopic read booth/#\n"
 
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(tmp_path_factory.mktemp("secure-mosquitto"), users=USERS, acl=ACL)
-    b.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("secure-mosquitto"), users=USERS, acl=ACL) as b:
         yield b
-    finally:
-        b.stop()
-
-
-def _password_file(tmp_path: Path, mode: int = 0o600) -> Path:
-    pw = tmp_path / "booth.pw"
-    pw.write_text(USERS[f"booth-{BOOTH}"] + "\n", encoding="utf-8")
-    pw.chmod(mode)
-    return pw
 
 
 class SecureBooth:
@@ -68,14 +48,11 @@ class SecureBooth:
 
 @pytest.fixture
 async def secure_booth(tmp_path: Path, secure_broker: Broker) -> AsyncIterator[SecureBooth]:
-    loaded = booth_config(
-        tmp_path, secure_broker.port,
-        username=f"booth-{BOOTH}", password_file=str(_password_file(tmp_path)),
-    )
+    loaded = secure_booth_config(tmp_path, secure_broker.port)
     ctl = FakeController()
     async with (
         running_link(loaded, ctl),
-        mes_client(secure_broker.port, BOOTH, username="mes", password=USERS["mes"]) as mes,
+        secure_mes(secure_broker.port) as mes,
     ):
         yield SecureBooth(ctl, mes, Path(loaded.config.records.path))
 
@@ -90,7 +67,7 @@ async def test_the_mes_user_commands_the_booth(secure_booth: SecureBooth) -> Non
 async def test_no_one_else_can_command_the_booth(
     secure_booth: SecureBooth, secure_broker: Broker, user: str
 ) -> None:
-    async with mes_client(secure_broker.port, BOOTH, username=user, password=USERS[user]) as other:
+    async with secure_mes(secure_broker.port, user, USERS[user]) as other:
         await other.publish("reset", {"request_id": "not-mine"})
     # Commands are taken in order: once a later MES command is answered, the refused one would
     # have been answered before it had it reached the booth.
@@ -106,9 +83,7 @@ async def test_no_one_else_can_speak_for_the_booth(
     secure_booth: SecureBooth, secure_broker: Broker
 ) -> None:
     mes = secure_booth.mes
-    async with mes_client(
-        secure_broker.port, BOOTH, username="intruder", password=USERS["intruder"]
-    ) as intruder:
+    async with secure_mes(secure_broker.port, "intruder", USERS["intruder"]) as intruder:
         for topic in ("events", "status", "reply", "online"):
             await intruder.client.publish(
                 f"booth/{BOOTH}/{topic}", b'{"seq": 999, "request_id": "fake"}', qos=1
@@ -127,12 +102,7 @@ async def test_anonymous_clients_are_refused(secure_broker: Broker) -> None:
 
 
 async def test_wrong_password_never_connects(tmp_path: Path, secure_broker: Broker) -> None:
-    pw = tmp_path / "wrong.pw"
-    pw.write_text("nope\n", encoding="utf-8")
-    pw.chmod(0o600)
-    loaded = booth_config(
-        tmp_path, secure_broker.port, username=f"booth-{BOOTH}", password_file=str(pw)
-    )
+    loaded = secure_booth_config(tmp_path, secure_broker.port, password="nope")
     refused = secure_broker.log_text().count("not authorised")
     async with running_link(loaded, FakeController(), wait_connected=False) as (link, _):
         # The broker refuses it again and again (the link retries with backoff), never lets in.
@@ -147,10 +117,7 @@ async def test_wrong_password_never_connects(tmp_path: Path, secure_broker: Brok
 async def test_a_password_file_others_can_read_is_refused_at_start(
     tmp_path: Path, secure_broker: Broker, mode: int
 ) -> None:
-    loaded = booth_config(
-        tmp_path, secure_broker.port,
-        username=f"booth-{BOOTH}", password_file=str(_password_file(tmp_path, mode)),
-    )
+    loaded = secure_booth_config(tmp_path, secure_broker.port, pw_mode=mode)
     with pytest.raises(ConfigError, match=r"password_file .* accessible by group or others"):
         async with running_link(loaded, FakeController()):
             pass
@@ -162,9 +129,7 @@ async def test_the_booth_reconnects_with_its_credentials(
     # The link re-subscribes on a new connection: commands still arrive after a broker restart.
     secure_broker.stop()
     secure_broker.start()
-    async with mes_client(
-        secure_broker.port, BOOTH, username="mes", password=USERS["mes"]
-    ) as mes:
+    async with secure_mes(secure_broker.port) as mes:
         await wait_for(lambda: mes.online[-1:] == [True], timeout_s=10, what="booth online again")
         reply = await mes.request("reset")
         assert reply["ok"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 from tests._util import wait_for
 from tests.booth_ctl._mes_helpers import FakeController, booth_config, running_link
 
@@ -42,20 +42,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Broker]:
-    b = Broker(
-        tmp_path_factory.mktemp("tls-mosquitto"),
-        listener_options=[
-            f"cafile {pki / 'ca.crt'}",
-            f"certfile {pki / 'server.crt'}",
-            f"keyfile {pki / 'server.key'}",
-            "require_certificate true",
-        ],
-    )
-    b.start()
-    try:
+    options = [
+        f"cafile {pki / 'ca.crt'}",
+        f"certfile {pki / 'server.crt'}",
+        f"keyfile {pki / 'server.key'}",
+        "require_certificate true",
+    ]
+    with running_broker(tmp_path_factory.mktemp("tls-mosquitto"), listener_options=options) as b:
         yield b
-    finally:
-        b.stop()
 
 
 async def test_the_booth_connects_over_tls_with_its_client_certificate(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any
 
 import pytest
 
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import CommandRefused
-from booth_ctl.control._packml import ACCEPTS, JOB, STATES, TARGET
+from booth_ctl.control._packml import ACCEPTS, HEATING, JOB, STATES, TARGET
+from tests._util import ROOT
 from tests.booth_ctl._plant import Loop, demo_recipe, idle_loop
 
 COMMANDS = ("reset", "start", "hold", "unhold", "stop", "abort", "clear")
@@ -45,30 +47,21 @@ def _call(ctl: Controller, command: str, loop: Loop) -> Any:
 
 
 def test_the_state_list_is_the_contract_list() -> None:
-    assert (
-        tuple(
-            [
-                "stopped",
-                "resetting",
-                "idle",
-                "starting",
-                "execute",
-                "completing",
-                "complete",
-                "holding",
-                "held",
-                "unholding",
-                "suspending",
-                "suspended",
-                "unsuspending",
-                "stopping",
-                "aborting",
-                "aborted",
-                "clearing",
-            ]
-        )
-        == STATES
-    )
+    # Taken from the user's documentation of the status message (the contract's list), not from
+    # the product: the two must agree, in the same order.
+    doc = (ROOT / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    listed = re.search(r"PackML state, lower snake case: `([a-z ]+)`", doc)
+    assert listed is not None, "docs/mqtt.md no longer lists the PackML states"
+    assert tuple(listed.group(1).split()) == STATES
+
+
+def test_the_heaters_run_everywhere_but_at_a_stop_or_on_the_way_to_one() -> None:
+    assert {s for s in STATES if s not in HEATING} == {
+        "stopped", "stopping", "aborting", "aborted", "clearing"
+    }
+    job = {"starting", "execute", "completing", "holding", "held", "unholding",
+           "suspending", "suspended", "unsuspending"}
+    assert job == JOB
 
 
 @pytest.mark.parametrize("state", STATES)

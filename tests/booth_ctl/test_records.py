@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import sqlite3
@@ -65,16 +66,12 @@ def test_wal_and_synchronous_full(store: RecordStore) -> None:
 
 
 def test_fresh_store_is_at_the_newest_schema(store: RecordStore, tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "records.sqlite3")
-    try:
+    with contextlib.closing(sqlite3.connect(tmp_path / "records.sqlite3")) as conn:
         assert schema_version(conn) == MIGRATIONS[-1][0]
-    finally:
-        conn.close()
 
 
 def test_migrations_step_in_order_and_refuse_a_newer_schema(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
-    try:
+    with contextlib.closing(sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)) as conn:
         steps = [(1, "CREATE TABLE a (x INTEGER)"), (2, "ALTER TABLE a ADD COLUMN y TEXT")]
         assert migrate(conn, steps[:1]) == 1
         conn.execute("INSERT INTO a (x) VALUES (1)")
@@ -85,21 +82,16 @@ def test_migrations_step_in_order_and_refuse_a_newer_schema(tmp_path: Path) -> N
             migrate(conn, steps[:1])
         with pytest.raises(SchemaError, match="skip"):
             migrate(conn, [*steps, (4, "CREATE TABLE b (x)")])
-    finally:
-        conn.close()
 
 
 def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
-    try:
+    with contextlib.closing(sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)) as conn:
         steps = [(1, "CREATE TABLE a (x)"), (2, "CREATE TABLE b (x); CREATE TABLE a (x)")]
         with pytest.raises(sqlite3.OperationalError):
             migrate(conn, steps)
         assert schema_version(conn) == 1
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "b" not in tables
-    finally:
-        conn.close()
 
 
 def test_seq_rises_by_one_and_survives_reopening(tmp_path: Path) -> None:
@@ -303,15 +295,12 @@ def test_the_reply_reader_is_not_held_up_by_a_write_lock(store: RecordStore) -> 
 
 def test_the_audit_of_a_version_1_store_survives_the_migration(tmp_path: Path) -> None:
     path = tmp_path / "v1.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         migrate(conn, MIGRATIONS[:1])
         conn.execute(
             "INSERT INTO commands (request_id, command, args, who, received_at, reply) "
             "VALUES ('old', 'reset', '{}', 'mes', 1000.0, '{\"ok\": true}')"
         )
-    finally:
-        conn.close()
     with RecordStore(path, request_id_keep_s=1e9) as store:
         assert store.get_reply("old", now=1001.0) == {"ok": True}
         assert store.command_audit()[0]["state"] == "done"
@@ -320,16 +309,13 @@ def test_the_audit_of_a_version_1_store_survives_the_migration(tmp_path: Path) -
 
 def test_the_audit_of_a_version_3_store_gets_its_sources(tmp_path: Path) -> None:
     path = tmp_path / "v3.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         migrate(conn, MIGRATIONS[:3])
         for rid, who in (("a", "mes"), ("b", "boothctl:bob")):
             conn.execute(
                 "INSERT INTO commands (request_id, command, args, who, received_at, reply) "
                 f"VALUES ('{rid}', 'reset', '{{}}', '{who}', 1000.0, '{{}}')"
             )
-    finally:
-        conn.close()
     with RecordStore(path, request_id_keep_s=1e9) as store:
         sources = {a["request_id"]: a["source"] for a in store.command_audit()}
     assert sources == {
@@ -563,12 +549,9 @@ def test_purge_in_batches(store: RecordStore, clock: _Clock) -> None:
 
 
 def test_the_purge_of_events_reads_only_the_rows_it_may_delete(store: RecordStore) -> None:
-    conn = sqlite3.connect(store.path)
-    try:
+    with contextlib.closing(sqlite3.connect(store.path)) as conn:
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT seq FROM events WHERE type NOT IN "
             "('dip', 'flux_dip', 'refreshed') AND ts < 1 AND delivered = 1 ORDER BY ts LIMIT 5"
         ).fetchall()
-    finally:
-        conn.close()
     assert any("events_prunable" in str(row[-1]) for row in plan), plan

@@ -66,11 +66,15 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_booth(tmp_path: Path) -> AsyncIterator[Running]:
+async def running_booth(
+    tmp_path: Path, template: str = "booth-sim.toml"
+) -> AsyncIterator[Running]:
+    """The supervisor on the config `template` against the simulator of the same config."""
+
     def faster_telemetry(d: dict[str, Any]) -> None:
         d["telemetry"]["period_s"] = 0.2
 
-    path = render_config(tmp_path, overrides=faster_telemetry)
+    path = render_config(tmp_path, template, overrides=faster_telemetry)
     loaded = load_config(path)
     sink = Sink()
     async with SimBooth(path) as sim:
@@ -90,9 +94,17 @@ def _demo(r: Running) -> Any:
     return load_recipe(CONFIG_DIR / "recipes" / "demo.toml", r.loaded.config)
 
 
-async def _until_idle(r: Running) -> None:
-    needed = ("door_closed", "io_ok", "holder_ok", "heaters_ok", "high_limit_ok", "heartbeats_ok")
-
+async def _until_idle(
+    r: Running,
+    needed: tuple[str, ...] = (
+        "door_closed",
+        "io_ok",
+        "holder_ok",
+        "heaters_ok",
+        "high_limit_ok",
+        "heartbeats_ok",
+    ),
+) -> None:
     def permissives_met() -> bool:
         interlocks = r.sup.controller.status()["interlocks"]
         return all(interlocks.get(k) for k in needed)
@@ -102,6 +114,33 @@ async def _until_idle(r: Running) -> None:
     await wait_for(
         lambda: r.sup.controller.state == "idle", timeout_s=IDLE_TIMEOUT_S, what="state idle"
     )
+
+
+async def _job_until(r: Running, lot: str, units: int, truth: str) -> None:
+    """From idle, start a job of `units` of the demo recipe; wait for the simulator's truth
+    `truth` (a flag of its state) to become true."""
+    await _until_idle(r)
+    r.sup.controller.start_job(lot, "demo", _demo(r), units)
+    await wait_for(lambda: r.sim.state()[truth], timeout_s=JOB_TIMEOUT_S, what=truth)
+
+
+async def _one_clean_unit(r: Running, lot: str) -> dict[str, Any]:
+    """Run a one-unit job of the demo recipe to complete; the simulator's truth must show one
+    dip in the O2 and temperature window and the part back out. Returns that truth."""
+    r.sup.controller.start_job(lot, "demo", _demo(r), 1)
+    await wait_for(
+        lambda: r.sup.controller.state == "complete",
+        timeout_s=JOB_TIMEOUT_S,
+        what="state complete",
+    )
+    truth = r.sim.state()
+    assert len(truth["bath_entries"]) == 1
+    entry = truth["bath_entries"][0]
+    assert entry["o2_ppm"] <= 1000.0
+    assert 240.0 <= entry["solder_temp_c"] <= 260.0
+    assert truth["parts_loaded"] == truth["parts_unloaded"] == 1
+    assert truth["parts_dropped"] == 0
+    return truth
 
 
 async def test_starts_safe_then_reset_and_a_unit_with_the_physics_agreeing(
@@ -115,19 +154,9 @@ async def test_starts_safe_then_reset_and_a_unit_with_the_physics_agreeing(
         assert truth["holder_z_mm"] == pytest.approx(0.0, abs=0.5)
 
         await _until_idle(r)
-        r.sup.controller.start_job("LOT-RT", "demo", _demo(r), 1)
-        await wait_for(
-            lambda: r.sup.controller.state == "complete",
-            timeout_s=JOB_TIMEOUT_S,
-            what="state complete",
-        )
-        truth = r.sim.state()
-        assert len(truth["bath_entries"]) == 1
+        truth = await _one_clean_unit(r, "LOT-RT")
+        assert not truth["part_in_bath"]
         entry = truth["bath_entries"][0]
-        assert entry["o2_ppm"] <= 1000.0
-        assert 240.0 <= entry["solder_temp_c"] <= 260.0
-        assert truth["parts_loaded"] == truth["parts_unloaded"] == 1
-        assert not truth["part_in_bath"] and truth["parts_dropped"] == 0
 
         await wait_for(
             lambda: "job_completed" in r.sink.types(), timeout_s=5, what="job_completed event"
@@ -234,11 +263,7 @@ async def test_each_device_is_refreshed_at_a_quarter_of_its_own_timeout(tmp_path
 
 async def test_a_stop_in_the_bath_withdraws_the_part_and_cuts_the_heater(tmp_path: Path) -> None:
     async with running_booth(tmp_path) as r:
-        await _until_idle(r)
-        r.sup.controller.start_job("LOT-STOP", "demo", _demo(r), 2)
-        await wait_for(
-            lambda: r.sim.state()["part_in_bath"], timeout_s=JOB_TIMEOUT_S, what="part in bath"
-        )
+        await _job_until(r, "LOT-STOP", 2, "part_in_bath")
         r.stop.set()
         async with asyncio.timeout(15):
             await r.task
@@ -274,11 +299,7 @@ async def test_a_device_that_goes_silent_is_no_comm_then_good_again(tmp_path: Pa
 
 async def test_a_stalled_hoist_is_reset_through_the_drive_by_a_pulse(tmp_path: Path) -> None:
     async with running_booth(tmp_path) as r:
-        await _until_idle(r)
-        r.sup.controller.start_job("LOT-STALL", "demo", _demo(r), 1)
-        await wait_for(
-            lambda: r.sim.state()["holder_moving"], timeout_s=JOB_TIMEOUT_S, what="holder moving"
-        )
+        await _job_until(r, "LOT-STALL", 1, "holder_moving")
         r.sim.inject("hoist_stall")
         await wait_for(
             lambda: r.sup.controller.state == "aborted", timeout_s=20, what="aborted on stall"

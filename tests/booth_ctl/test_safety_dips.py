@@ -15,7 +15,7 @@ import pytest
 
 from booth_ctl.config._recipe import Recipe
 from booth_ctl.control._sequencer import Mode, Plant, Sequencer, Step
-from tests.booth_ctl._plant import CONFIG, Loop, idle_loop, sim_config
+from tests.booth_ctl._plant import CONFIG, events_of, idle_loop, sim_config, until_step
 
 TOP = 0.0
 
@@ -31,47 +31,35 @@ def _shallow_recipe(flux_depth_mm: float = 5.0, dip_depth_mm: float = 3.0) -> Re
     return Recipe.model_validate(data)
 
 
-def _at(loop: Loop, step: Step, timeout_s: float = 60.0) -> None:
-    def there() -> bool:
-        seq = loop.ctl._seq
-        return seq is not None and seq.step is step
-
-    loop.run_until(there, timeout_s, f"step {step}")
-
-
-def _types(loop: Loop, kind: str) -> list[dict[str, Any]]:
-    return [e.data for e in loop.events if e.type == kind]
-
-
 def test_shallow_solder_dip_is_immersed_and_a_door_open_in_the_dwell_rejects() -> None:
     loop = idle_loop()
     tol = loop.plant.loaded.config.holder.z_tolerance_mm
     loop.ctl.start_job("LOT-S1", "shallow", _shallow_recipe(dip_depth_mm=tol * 0.6), 1)
-    _at(loop, Step.DIP_DWELL)
+    until_step(loop, Step.DIP_DWELL)
     seq = loop.ctl._seq
     assert seq is not None and seq.immersed
-    assert len(_types(loop, "dip")) == 1
+    assert len(events_of(loop, "dip")) == 1
     loop.run_until(lambda: loop.plant.in_bath, 2.0, "the part in the solder")
     loop.plant.door_closed = False
     loop.tick()
     assert loop.last.outputs["holder.z_target_mm"] == TOP
-    rejected = _types(loop, "unit_rejected")
+    rejected = events_of(loop, "unit_rejected")
     assert len(rejected) == 1 and "door_closed" in rejected[0]["reason"]
     loop.run_for(5.0)
-    assert _types(loop, "unit_completed") == []
-    assert len(_types(loop, "dip")) == 1
+    assert events_of(loop, "unit_completed") == []
+    assert len(events_of(loop, "dip")) == 1
 
 
 def test_shallow_flux_dip_door_open_in_the_dwell_rejects() -> None:
     loop = idle_loop()
     tol = loop.plant.loaded.config.holder.z_tolerance_mm
     loop.ctl.start_job("LOT-S1", "shallow", _shallow_recipe(flux_depth_mm=tol * 0.6), 1)
-    _at(loop, Step.FLUX_DWELL)
-    assert len(_types(loop, "flux_dip")) == 1
+    until_step(loop, Step.FLUX_DWELL)
+    assert len(events_of(loop, "flux_dip")) == 1
     loop.plant.door_closed = False
     loop.tick()
     assert loop.last.outputs["holder.z_target_mm"] == TOP
-    rejected = _types(loop, "unit_rejected")
+    rejected = events_of(loop, "unit_rejected")
     assert len(rejected) == 1 and "door_closed" in rejected[0]["reason"]
 
 
@@ -83,8 +71,8 @@ def test_each_dip_is_recorded_once_whatever_its_depth(depth_factor: float) -> No
     recipe = _shallow_recipe(flux_depth_mm=depth, dip_depth_mm=depth)
     loop.ctl.start_job("LOT-S1", "shallow", recipe, 2)
     loop.run_until(lambda: loop.ctl.state == "complete", 120.0, "complete")
-    assert len(_types(loop, "unit_completed")) == 2
-    assert len(_types(loop, "dip")) == 2 and len(_types(loop, "flux_dip")) == 2
+    assert len(events_of(loop, "unit_completed")) == 2
+    assert len(events_of(loop, "dip")) == 2 and len(events_of(loop, "flux_dip")) == 2
     assert loop.ctl.counters() == {"vessel_dips": {"solder1": 2}, "flux_dips": 2}
 
 

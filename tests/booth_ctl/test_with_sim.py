@@ -9,7 +9,7 @@ import pytest
 
 from booth_ctl.control._sequencer import Step
 from tests._util import render_config
-from tests.booth_ctl._plant import demo_recipe
+from tests.booth_ctl._plant import demo_recipe, events_of, until_step
 from tests.booth_ctl._simloop import SimLoop
 
 TOP = 0.0
@@ -25,18 +25,6 @@ def _idle(
     return s
 
 
-def _until_step(s: SimLoop, step: Step, timeout_s: float = 30.0) -> None:
-    def at() -> bool:
-        seq = s.ctl._seq
-        return seq is not None and seq.step is step
-
-    s.run_until(at, timeout_s, f"step {step}")
-
-
-def _events(s: SimLoop, kind: str) -> list[dict[str, Any]]:
-    return [e.data for e in s.events if e.type == kind]
-
-
 def test_reset_and_a_demo_unit_within_the_contract_times_with_entries_matching() -> None:
     s = _idle()
     t0 = s.t
@@ -44,7 +32,7 @@ def test_reset_and_a_demo_unit_within_the_contract_times_with_entries_matching()
     s.run_until(lambda: s.ctl.state == "complete", 30.0, "one demo unit within 30 s")
     assert s.t - t0 < 30.0
     truth = s.truth()
-    dips = _events(s, "dip")
+    dips = events_of(s, "dip")
     assert len(dips) == len(truth["bath_entries"]) == 1
     entry = truth["bath_entries"][0]
     assert dips[0]["o2_ppm"] == pytest.approx(entry["o2_ppm"], abs=10.0)
@@ -96,7 +84,7 @@ def test_fault_during_the_dip_withdraws_in_the_scan_that_sees_it(
 ) -> None:
     s = _idle()
     s.ctl.start_job("LOT-S", "demo", demo_recipe(s.loaded), 2)
-    _until_step(s, Step.DIP_DWELL)
+    until_step(s, Step.DIP_DWELL, 30.0)
     assert s.truth()["part_in_bath"]
     s.phys.inject(fault, value)
     t0 = s.t
@@ -110,7 +98,7 @@ def test_fault_during_the_dip_withdraws_in_the_scan_that_sees_it(
             break
         assert s.last.outputs["holder.z_target_mm"] != TOP, "withdrawn without a visible cause"
         assert s.t - t0 < bound_s, f"{fault} not seen within {bound_s} s"
-    rejected = _events(s, "unit_rejected")
+    rejected = events_of(s, "unit_rejected")
     assert len(rejected) == 1 and reason in rejected[0]["reason"]
     s.run_until(lambda: not s.truth()["part_in_bath"], 2.0, "out of the bath")
     truth = s.truth()
@@ -131,7 +119,7 @@ def test_fault_during_the_dip_withdraws_in_the_scan_that_sees_it(
 def test_heater_trips_open_both_paths_within_a_second(fault: str, value: str | None) -> None:
     s = _idle()
     s.ctl.start_job("LOT-S", "demo", demo_recipe(s.loaded), 2)
-    _until_step(s, Step.DIP_DWELL)
+    until_step(s, Step.DIP_DWELL, 30.0)
     s.phys.inject(fault, value)
     t0 = s.t
     s.run_until(lambda: s.ctl.tripped, 1.0, f"trip on {fault}")
@@ -142,7 +130,7 @@ def test_heater_trips_open_both_paths_within_a_second(fault: str, value: str | N
     s.run_until(lambda: s.ctl.state == "aborted", 5.0, "aborted")
     truth = s.truth()
     assert not truth["heater_contactor_closed"] and not truth["part_in_bath"]
-    assert _events(s, "job_aborted")
+    assert events_of(s, "job_aborted")
 
 
 def test_stuck_on_heater_is_caught_and_cut_by_the_contactor() -> None:
@@ -169,7 +157,7 @@ def test_cold_start_heats_through_the_melt_plateau_and_purges_without_a_trip() -
 def test_stalled_hoist_in_the_bath_is_retried_until_it_withdraws_then_cleared() -> None:
     s = _idle()
     s.ctl.start_job("LOT-S", "demo", demo_recipe(s.loaded), 1)
-    _until_step(s, Step.DIP_DWELL)
+    until_step(s, Step.DIP_DWELL, 30.0)
     s.phys.inject("hoist_stall")
     s.run_until(lambda: s.ctl.state == "aborting", 1.0, "aborting on the stall")
     assert s.last.outputs["heater1.run"] == 0 and s.last.outputs["io.heater_contactor"] is False
@@ -189,10 +177,10 @@ def test_a_part_whose_hold_is_lost_on_the_way_to_the_solder_is_rejected_not_dipp
     it cannot be trusted any more, so its unit is rejected and it is never dipped."""
     s = _idle()
     s.ctl.start_job("LOT-H", "demo", demo_recipe(s.loaded), 1)
-    _until_step(s, Step.DIP_MOVE)
+    until_step(s, Step.DIP_MOVE, 30.0)
     s.phys.inject("vacuum_leak", 30.0)  # above the 20 kPa the part falls at, under the 40 hold
-    s.run_until(lambda: _events(s, "unit_rejected"), 3.0, "the unit rejected")
-    assert _events(s, "unit_rejected")[0]["reason"] == "lost: part_held"
+    s.run_until(lambda: events_of(s, "unit_rejected"), 3.0, "the unit rejected")
+    assert events_of(s, "unit_rejected")[0]["reason"] == "lost: part_held"
     s.run_until(lambda: s.ctl.state == "complete", 30.0, "the job complete")
     truth = s.truth()
     assert truth["bath_entries"] == [] and truth["parts_dropped"] == 0

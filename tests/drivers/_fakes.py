@@ -20,6 +20,7 @@ from pathlib import Path
 from pymodbus.framer import FramerRTU
 
 from drivers import DeviceConfig, RegisterMap, load_register_map
+from tests._util import CONFIG_DIR
 
 TABLE_SIZE = 32
 READ_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
@@ -40,6 +41,11 @@ MODES = (
     "wrong_tid",  # TCP: a right reply for another transaction
     "ignore_writes",  # acknowledges writes but keeps the old value
 )
+
+#: The shipped generic maps the driver tests run on.
+TC_MAP = load_register_map(CONFIG_DIR / "maps" / "tc-generic.toml")
+IO_MAP = load_register_map(CONFIG_DIR / "maps" / "io-generic.toml")
+HOLDER_MAP = load_register_map(CONFIG_DIR / "maps" / "holder-generic.toml")
 
 
 class Bank:

@@ -38,6 +38,14 @@ async def all_good(dset: DeviceSet, name: str) -> dict[str, Any] | None:
     return None
 
 
+async def good_modbus(dset: DeviceSet, name: str, what: str) -> ModbusDevice:
+    """The Modbus device `name`, once every reading of it is GOOD (`what` names that wait)."""
+    device = dset.devices[name]
+    assert isinstance(device, ModbusDevice)
+    await wait_for(lambda: all_good(dset, name), timeout_s=10.0, what=what)
+    return device
+
+
 async def test_every_device_reads_good(booth: tuple[SimBooth, DeviceSet]) -> None:
     sim, dset = booth
     got: dict[str, Any] = {}
@@ -113,9 +121,7 @@ async def test_a_coil_write_refused_by_the_tripped_watchdog_fails_verification(
 ) -> None:
     """A tripped module ignores output writes: the driver's readback must see it at once."""
     sim, dset = booth
-    io = dset.devices["io"]
-    assert isinstance(io, ModbusDevice)
-    await wait_for(lambda: all_good(dset, "io"), timeout_s=10.0, what="io GOOD (set-up sent)")
+    io = await good_modbus(dset, "io", "io GOOD (set-up sent)")
     await io.write("watchdog_refresh", 1)  # arms the watchdog
     await io.write("vacuum_valve", True)  # a "hold" coil: kept as it was when the trip came
     await wait_for(
@@ -142,9 +148,7 @@ async def test_run_written_while_comm_lost_fails_verification(
 ) -> None:
     """With its heartbeat stale the controller stays stopped: ``run`` = 1 reads back 0."""
     sim, dset = booth
-    heater = dset.devices["heater1"]
-    assert isinstance(heater, ModbusDevice)
-    await wait_for(lambda: all_good(dset, "heater1"), timeout_s=10.0, what="heater1 GOOD")
+    heater = await good_modbus(dset, "heater1", "heater1 GOOD")
     await heater.write("comm_timeout_s", 0.3)  # shortened for the test
     await heater.write("heartbeat", 1)
     await heater.write("run", 1)

@@ -146,37 +146,26 @@ def test_plan_of_the_shipped_maps_is_one_request_per_table() -> None:
         assert len(plan_reads(regmap)) == requests
 
 
+def _map(**points: dict[str, object]) -> RegisterMap:
+    """A register map of these points (name: its fields)."""
+    return RegisterMap.model_validate({"name": "m", "points": points})
+
+
 def test_points_that_are_not_polled_are_left_out_of_the_plan() -> None:
-    regmap = RegisterMap.model_validate(
-        {
-            "name": "m",
-            "points": {
-                "pv": {"table": "input", "address": 0},
-                "target": {"table": "holding", "address": 0, "writable": True, "poll": False},
-            },
-        }
+    regmap = _map(
+        pv={"table": "input", "address": 0},
+        target={"table": "holding", "address": 0, "writable": True, "poll": False},
     )
     assert [b.table for b in plan_reads(regmap)] == ["input"]
     with pytest.raises(ValidationError, match="must be writable"):
-        RegisterMap.model_validate(
-            {"name": "m", "points": {"pv": {"table": "input", "address": 0, "poll": False}}}
-        )
+        _map(pv={"table": "input", "address": 0, "poll": False})
 
 
 def test_readback_can_be_left_out_of_writable_points_only() -> None:
-    regmap = RegisterMap.model_validate(
-        {
-            "name": "m",
-            "points": {
-                "beat": {"table": "holding", "address": 0, "writable": True, "readback": False},
-            },
-        }
-    )
+    regmap = _map(beat={"table": "holding", "address": 0, "writable": True, "readback": False})
     assert not regmap.points["beat"].readback
     with pytest.raises(ValidationError, match="readback applies to a writable point only"):
-        RegisterMap.model_validate(
-            {"name": "m", "points": {"pv": {"table": "input", "address": 0, "readback": False}}}
-        )
+        _map(pv={"table": "input", "address": 0, "readback": False})
 
 
 def test_plan_splits_at_the_request_size_limit() -> None:

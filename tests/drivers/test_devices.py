@@ -16,16 +16,13 @@ from drivers import (
     O2Analyzer,
     Quality,
     RegisterMap,
-    load_register_map,
     open_device,
 )
-from tests._util import CONFIG_DIR, free_port, render_config
+from tests._util import free_port, render_config
 
-from ._fakes import load_devices
+from ._fakes import TC_MAP, load_devices
 
 pytestmark = pytest.mark.timeout(30)
-
-TC_MAP = load_register_map(CONFIG_DIR / "maps" / "tc-generic.toml")
 
 
 async def test_a_booth_with_nothing_running_enters_polls_and_leaves(tmp_path: Path) -> None:

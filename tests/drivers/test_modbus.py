@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,18 +26,13 @@ from drivers import (
     RegisterMap,
     WriteRefusedError,
     WriteVerifyError,
-    load_register_map,
     open_device,
 )
-from tests._util import CONFIG_DIR, free_port, wait_for
+from tests._util import free_port, wait_for
 
-from ._fakes import Bank, HostileTcpServer, PtyRtuServer
+from ._fakes import HOLDER_MAP, IO_MAP, TC_MAP, Bank, HostileTcpServer, PtyRtuServer
 
 pytestmark = pytest.mark.timeout(30)
-
-TC_MAP = load_register_map(CONFIG_DIR / "maps" / "tc-generic.toml")
-IO_MAP = load_register_map(CONFIG_DIR / "maps" / "io-generic.toml")
-HOLDER_MAP = load_register_map(CONFIG_DIR / "maps" / "holder-generic.toml")
 
 
 def tcp_config(port: int, kind: str = "temp_controller", unit: int = 1, **kw: Any) -> DeviceConfig:
@@ -70,6 +66,17 @@ def tc_bank(pv_raw: int = 2500, status: int = 0b1000) -> Bank:
     return bank
 
 
+@contextlib.asynccontextmanager
+async def tc_device(bank: Bank, **cfg: Any) -> AsyncIterator[ModbusDevice]:
+    """The generic temperature controller ``heater1`` (TC_MAP) over TCP, served by `bank`."""
+    async with (
+        HostileTcpServer({1: bank}) as server,
+        open_device("heater1", tcp_config(server.port, **cfg), TC_MAP) as dev,
+    ):
+        assert isinstance(dev, ModbusDevice)
+        yield dev
+
+
 async def poll_until(dev: Any, point: str, quality: Quality, timeout_s: float = 5.0) -> Any:
     async def check() -> Any:
         r = (await dev.poll())[point]
@@ -99,7 +106,7 @@ async def pymodbus_server() -> AsyncIterator[ModbusTcpServer]:
     await server.serve_forever(background=True)
     yield server
     await server.shutdown()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the server's closing callbacks run before the loop ends
 
 
 def _port(server: ModbusTcpServer) -> int:
@@ -223,10 +230,7 @@ async def test_every_exception_code_is_typed(code: int) -> None:
     bank = tc_bank()
     bank.mode = "exception"
     bank.exception_code = code
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port), TC_MAP) as dev,
-    ):
+    async with tc_device(bank) as dev:
         readings = await dev.poll()
         # 0A/0B: a gateway says the device behind it does not answer.
         expected = Quality.NO_COMM if code in (0x0A, 0x0B) else Quality.BAD
@@ -242,10 +246,7 @@ async def test_every_exception_code_is_typed(code: int) -> None:
 async def test_reads_are_retried_at_most_config_retries_times() -> None:
     bank = tc_bank()
     bank.mode = "silent"
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, retries=1), TC_MAP) as dev,
-    ):
+    async with tc_device(bank, retries=1) as dev:
         await dev.poll()
         assert bank.requests == 2  # first block: 1 + 1 retry; the second is not tried
 
@@ -253,10 +254,7 @@ async def test_reads_are_retried_at_most_config_retries_times() -> None:
 async def test_write_verify_failure() -> None:
     bank = tc_bank()
     bank.mode = "ignore_writes"
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port), TC_MAP) as dev,
-    ):
+    async with tc_device(bank) as dev:
         with pytest.raises(WriteVerifyError, match=r"sv_c = 300\.0 \(raw 3000\).*250\.0"):
             await dev.write("sv_c", 300.0)
         assert bank.requests == 2  # the write and its readback
@@ -272,10 +270,7 @@ async def test_write_verify_failure() -> None:
 async def test_write_is_never_retried_blindly() -> None:
     bank = tc_bank()
     bank.mode = "silent"
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, retries=2), TC_MAP) as dev,
-    ):
+    async with tc_device(bank, retries=2) as dev:
         with pytest.raises(DeviceTimeout, match=r"no reply within 0\.05 s"):
             await dev.write("sv_c", 100.0)
         assert bank.requests == 1
@@ -320,11 +315,7 @@ async def test_enter_does_not_fail_when_the_device_is_down() -> None:
 
 async def test_good_readings_go_stale_when_not_refreshed() -> None:
     bank = tc_bank()
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, stale_s=0.05), TC_MAP) as dev,
-    ):
-        assert isinstance(dev, ModbusDevice)
+    async with tc_device(bank, stale_s=0.05) as dev:
         await dev.poll()
         dev.health.retry_at_s = time.monotonic() + 60  # hold the next attempt back
         r = await poll_until(dev, "pv_c", Quality.STALE, timeout_s=2.0)
@@ -333,11 +324,7 @@ async def test_good_readings_go_stale_when_not_refreshed() -> None:
 
 async def test_episode_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     bank = tc_bank()
-    async with (
-        HostileTcpServer({1: bank}) as server,
-        open_device("heater1", tcp_config(server.port, retries=0), TC_MAP) as dev,
-    ):
-        assert isinstance(dev, ModbusDevice)
+    async with tc_device(bank, retries=0) as dev:
         await dev.poll()
         bank.mode = "silent"
         for _ in range(5):

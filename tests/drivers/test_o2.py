@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -56,12 +58,23 @@ class Analyzer(PtyLine):
         self.send(frame(f"O2,{ppm:.1f},{status}"))
 
 
-async def open_analyzer(tmp_path: Path, **kw: object) -> tuple[Analyzer, O2Analyzer]:
+@contextlib.asynccontextmanager
+async def analyzer(
+    tmp_path: Path, *, connected: bool = True, **kw: object
+) -> AsyncIterator[tuple[Analyzer, O2Analyzer]]:
+    """A fake analyzer on a pty and the driver open on it (its port open if `connected`); the
+    pty goes away at the end whatever the test did with it."""
     line = Analyzer(tmp_path / "o2")
     line.appear()
     dev = open_device("o2", o2_config(line.link, **kw))
     assert isinstance(dev, O2Analyzer)
-    return line, dev
+    try:
+        async with dev:
+            if connected:
+                await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
+            yield line, dev
+    finally:
+        line.vanish()
 
 
 async def reading(dev: O2Analyzer, point: str, quality: Quality, value: object = None) -> None:
@@ -106,56 +119,42 @@ def test_garbled_lines_are_refused(line: bytes) -> None:
 
 
 async def test_lines_become_readings_with_status(tmp_path: Path) -> None:
-    line, dev = await open_analyzer(tmp_path)
-    try:
-        async with dev:
-            r = await dev.poll()
-            assert {x.quality for x in r.values()} == {Quality.NO_COMM}
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
-            line.report(412.5)
-            await reading(dev, "ppm", Quality.GOOD, 412.5)
-            assert (await dev.poll())["status_ok"].value is True
-            line.report(9999.9, "ERR")
-            await reading(dev, "status_ok", Quality.GOOD, False)
-            ppm = (await dev.poll())["ppm"]
-            assert ppm.quality is Quality.BAD and ppm.value == 9999.9
-            line.report(300.0, "CAL")
-            await reading(dev, "ppm", Quality.BAD, 300.0)
-            line.report(298.0)
-            await reading(dev, "ppm", Quality.GOOD, 298.0)
-    finally:
-        line.vanish()
+    async with analyzer(tmp_path, connected=False) as (line, dev):
+        r = await dev.poll()
+        assert {x.quality for x in r.values()} == {Quality.NO_COMM}
+        await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
+        line.report(412.5)
+        await reading(dev, "ppm", Quality.GOOD, 412.5)
+        assert (await dev.poll())["status_ok"].value is True
+        line.report(9999.9, "ERR")
+        await reading(dev, "status_ok", Quality.GOOD, False)
+        ppm = (await dev.poll())["ppm"]
+        assert ppm.quality is Quality.BAD and ppm.value == 9999.9
+        line.report(300.0, "CAL")
+        await reading(dev, "ppm", Quality.BAD, 300.0)
+        line.report(298.0)
+        await reading(dev, "ppm", Quality.GOOD, 298.0)
 
 
 async def test_garbage_and_bad_checksums_are_bad_and_counted(tmp_path: Path) -> None:
-    line, dev = await open_analyzer(tmp_path)
-    try:
-        async with dev:
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
-            line.report(100.0)
-            await reading(dev, "ppm", Quality.GOOD, 100.0)
-            line.send(b"$O2,101.0,OK*00\r\n")
-            await reading(dev, "ppm", Quality.BAD, 100.0)  # last good value kept
-            line.send(b"\x00\xff" * 300)  # no line end at all: garbage, not a hang
-            line.send(b"\r\n$O2,1")
-            line.send(b"02.0,OK*" + f"{checksum(b'O2,102.0,OK'):02X}".encode() + b"\r\n")
-            await reading(dev, "ppm", Quality.GOOD, 102.0)  # a line split across reads
-            assert dev.bad_lines >= 3
-            assert dev.good_lines == 2
-    finally:
-        line.vanish()
+    async with analyzer(tmp_path) as (line, dev):
+        line.report(100.0)
+        await reading(dev, "ppm", Quality.GOOD, 100.0)
+        line.send(b"$O2,101.0,OK*00\r\n")
+        await reading(dev, "ppm", Quality.BAD, 100.0)  # last good value kept
+        line.send(b"\x00\xff" * 300)  # no line end at all: garbage, not a hang
+        line.send(b"\r\n$O2,1")
+        line.send(b"02.0,OK*" + f"{checksum(b'O2,102.0,OK'):02X}".encode() + b"\r\n")
+        await reading(dev, "ppm", Quality.GOOD, 102.0)  # a line split across reads
+        assert dev.bad_lines >= 3
+        assert dev.good_lines == 2
 
 
 async def test_silent_analyzer_goes_stale(tmp_path: Path) -> None:
-    line, dev = await open_analyzer(tmp_path, stale_s=0.1)
-    try:
-        async with dev:
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
-            line.report(50.0)
-            await reading(dev, "ppm", Quality.GOOD)
-            await reading(dev, "ppm", Quality.STALE, 50.0)
-    finally:
-        line.vanish()
+    async with analyzer(tmp_path, stale_s=0.1) as (line, dev):
+        line.report(50.0)
+        await reading(dev, "ppm", Quality.GOOD)
+        await reading(dev, "ppm", Quality.STALE, 50.0)
 
 
 async def test_zero_command_acknowledged(tmp_path: Path) -> None:
@@ -163,50 +162,38 @@ async def test_zero_command_acknowledged(tmp_path: Path) -> None:
     async with absent:
         with pytest.raises(DeviceDisconnected, match="not open"):
             await absent.write("zero", True)
-    line, dev = await open_analyzer(tmp_path)
-    try:
-        async with dev:
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
+    async with analyzer(tmp_path) as (line, dev):
+        await dev.write("zero", True)
+        assert line.commands[-1] == frame("ZERO").strip()
+        line.nak = True
+        with pytest.raises(ProtocolError, match="refused ZERO: BUSY"):
             await dev.write("zero", True)
-            assert line.commands[-1] == frame("ZERO").strip()
-            line.nak = True
-            with pytest.raises(ProtocolError, match="refused ZERO: BUSY"):
-                await dev.write("zero", True)
-            line.answer = False
-            with pytest.raises(DeviceTimeout, match=r"no \$ACK,ZERO within 0\.5 s"):
-                await dev.write("zero", True)
-            with pytest.raises(WriteRefusedError):
-                await dev.write("ppm", 1.0)
-            with pytest.raises(WriteRefusedError):
-                await dev.write("zero", False)
-    finally:
-        line.vanish()
+        line.answer = False
+        with pytest.raises(DeviceTimeout, match=r"no \$ACK,ZERO within 0\.5 s"):
+            await dev.write("zero", True)
+        with pytest.raises(WriteRefusedError):
+            await dev.write("ppm", 1.0)
+        with pytest.raises(WriteRefusedError):
+            await dev.write("zero", False)
 
 
 async def test_port_vanishes_and_comes_back(tmp_path: Path) -> None:
-    line, dev = await open_analyzer(tmp_path)
-    try:
-        async with dev:
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
-            line.report(10.0)
-            await reading(dev, "ppm", Quality.GOOD, 10.0)
-            line.vanish()
-            await reading(dev, "ppm", Quality.NO_COMM, 10.0)
-            line.appear()
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port reopened")
-            line.report(11.0)
-            await reading(dev, "ppm", Quality.GOOD, 11.0)
-    finally:
+    async with analyzer(tmp_path) as (line, dev):
+        line.report(10.0)
+        await reading(dev, "ppm", Quality.GOOD, 10.0)
         line.vanish()
+        await reading(dev, "ppm", Quality.NO_COMM, 10.0)
+        line.appear()
+        await wait_for(lambda: dev.connected, timeout_s=5.0, what="port reopened")
+        line.report(11.0)
+        await reading(dev, "ppm", Quality.GOOD, 11.0)
 
 
 async def test_port_replaced_while_open_is_reopened(tmp_path: Path) -> None:
     """The old node stays open but silent: after a silence the path is found to have moved."""
-    old, dev = await open_analyzer(tmp_path, stale_s=0.5)
-    new = Analyzer(old.link)
-    try:
-        async with dev:
-            await wait_for(lambda: dev.connected, timeout_s=5.0, what="port open")
+    async with analyzer(tmp_path, stale_s=0.5) as (old, dev):
+        new = Analyzer(old.link)
+        try:
             old.report(10.0)
             await reading(dev, "ppm", Quality.GOOD, 10.0)
             new.appear()
@@ -220,6 +207,5 @@ async def test_port_replaced_while_open_is_reopened(tmp_path: Path) -> None:
             await wait_for(
                 reports, timeout_s=6.0, what="reading from the new port", interval_s=0.05
             )
-    finally:
-        old.vanish()
-        new.vanish()
+        finally:
+            new.vanish()

@@ -90,7 +90,7 @@ async def _run_cell(cell: AnalyzerCell, server: AnalyzerServer, stop: asyncio.Ev
     while not stop.is_set():
         cell.step(0.05, 150.0)
         server.after_step()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the cell's time runs with the wall clock, as a real one's
 
 
 @pytest.mark.parametrize(("protocol", "baudrate"), [("ox400", 38400), ("teledyne3000", 2400)])
@@ -148,7 +148,7 @@ async def test_a_reading_is_stamped_when_its_first_byte_arrives(tmp_path: Path) 
             line = b"ST, 42.00 PPM, RA-LO 0-1000 PPM,\r\n"
             first_s = time.monotonic()
             os.write(master, line[:5])
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the pause inside the line is the thing under test
             os.write(master, line[5:])
 
             async def got() -> bool:

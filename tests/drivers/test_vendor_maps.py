@@ -34,8 +34,9 @@ MAPS = CONFIG_DIR / "maps"
 
 @asynccontextmanager
 async def served(
-    dev: Personality, kind: str, map_name: str, **cfg: object
+    dev: Personality, kind: str, map_name: str, *, regmap: Any = None, **cfg: object
 ) -> AsyncIterator[ModbusDevice]:
+    """The driver of `dev` over Modbus TCP, on the shipped map `map_name` (or on `regmap`)."""
     port = free_port()
     config = DeviceConfig.model_validate(
         {
@@ -46,7 +47,8 @@ async def served(
             **cfg,
         }
     )
-    regmap = load_register_map(Path(MAPS / f"{map_name}.toml"))
+    if regmap is None:
+        regmap = load_register_map(Path(MAPS / f"{map_name}.toml"))
     responder = personality_responder({1: dev}, tcp=True)
     async with ModbusTcpServer("127.0.0.1", port, responder):
         line = ModbusLine(config.transport)  # type: ignore[arg-type]
@@ -272,19 +274,8 @@ async def test_a_direct_data_block_goes_in_one_fc16_and_is_read_back() -> None:
         }
     )  # fmt: skip
     drive = BankPersonality("drive", RegisterBank("drive", regmap_for_bank(regmap)))
-    port = free_port()
-    config = DeviceConfig.model_validate(
-        {
-            "kind": "holder_drive",
-            "map": "x.toml",
-            "transport": {"type": "tcp", "host": "127.0.0.1", "port": port},
-            "timeout_s": 1.0,
-        }
-    )
-    async with ModbusTcpServer("127.0.0.1", port, personality_responder({1: drive}, tcp=True)):
-        line = ModbusLine(config.transport)  # type: ignore[arg-type]
-        async with ModbusDevice("drive", config, regmap, line, owns_line=True) as dev:
-            await dev.write_block("move", {"z_target_mm": 123.45, "z_speed_mm_s": 80.0})
+    async with served(drive, "holder_drive", "x", regmap=regmap) as dev:
+        await dev.write_block("move", {"z_target_mm": 123.45, "z_speed_mm_s": 80.0})
     assert drive.requests[16] == 1 and drive.requests[6] == 0
     assert drive.bank.read("holding", 9, 3) == [0, 12345, 800]
 
@@ -329,20 +320,9 @@ def _e5cc_with_setup(optional: bool) -> Any:
 async def test_an_optional_setup_step_a_model_refuses_is_tolerated(optional: bool) -> None:
     e5cc = OmronE5CC("heater1")
     e5cc.pv_c = 250.0
-    port = free_port()
-    config = DeviceConfig.model_validate(
-        {
-            "kind": "temp_controller",
-            "map": "x.toml",
-            "transport": {"type": "tcp", "host": "127.0.0.1", "port": port},
-            "timeout_s": 1.0,
-        }
-    )
-    async with ModbusTcpServer("127.0.0.1", port, personality_responder({1: e5cc}, tcp=True)):
-        line = ModbusLine(config.transport)  # type: ignore[arg-type]
-        regmap = _e5cc_with_setup(optional)
-        async with ModbusDevice("heater1", config, regmap, line, owns_line=True) as dev:
-            r = await dev.poll()
+    regmap = _e5cc_with_setup(optional)
+    async with served(e5cc, "temp_controller", "x", regmap=regmap) as dev:
+        r = await dev.poll()
     assert (16, 0x0500, [0, 1]) in e5cc.writes  # it was tried
     if optional:
         assert r["pv_c"].good and e5cc.comm_writing

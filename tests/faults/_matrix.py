@@ -204,7 +204,7 @@ class _Watch:
         while True:
             if self.device and self.stale_at is None and not self.rig.signal_ok(self.device):
                 self.stale_at = time.monotonic()
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # the watch's sampling interval
 
     async def __aenter__(self) -> _Watch:
         self._task = asyncio.create_task(self._run(), name="fault-watch")
@@ -405,7 +405,7 @@ async def _stays_out_of_idle(
         if must_leave and rig.state == "idle":
             out.violations.append("reached idle with the fault active")
             return
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # sampled while the hold time passes
 
 
 async def _flux_low(rig: Rig, out: Outcome, phase: str) -> None:

@@ -289,7 +289,7 @@ class Rig:
         end = time.monotonic() + duration_s
         while time.monotonic() < end:
             assert check(), f"no longer true: {what}; state {self.state}, step {self.step_name()}"
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # how often the check is sampled while time passes
 
     # ------------------------------------------------------------------ getting to a phase
 

@@ -6,15 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from devkit.broker import Broker
+from devkit.broker import Broker, running_broker
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """An anonymous Mosquitto on a free loopback port."""
-    b = Broker(tmp_path_factory.mktemp("mosquitto-fuzz"))
-    b.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("mosquitto-fuzz")) as b:
         yield b
-    finally:
-        b.stop()

@@ -9,7 +9,6 @@ fails with a device error, and the driver reads good values again once the devic
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import struct
@@ -104,17 +103,17 @@ async def tcp_rig() -> AsyncIterator[TcpRig]:
 
 async def _recovers(dev: ModbusDevice | O2Analyzer, point: str, value: float) -> None:
     """The device reads ``value`` again, GOOD, within RECOVER_S."""
-    last = None
+    seen: list[object] = [None]
+
+    async def good_again() -> bool:
+        dev.health.retry_at_s = 0.0  # no backoff wait: the test is about decoding
+        seen[0] = last = (await dev.poll())[point]
+        return last.quality is Quality.GOOD and last.value == pytest.approx(value)
+
     try:
-        async with asyncio.timeout(RECOVER_S):
-            while True:
-                dev.health.retry_at_s = 0.0  # no backoff wait: the test is about decoding
-                last = (await dev.poll())[point]
-                if last.quality is Quality.GOOD and last.value == pytest.approx(value):
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"{dev.name}.{point} not good again: last {last}") from None
+        await wait_for(good_again, timeout_s=RECOVER_S, what=f"{dev.name}.{point} good again")
+    except AssertionError:
+        raise AssertionError(f"{dev.name}.{point} not good again: last {seen[0]}") from None
 
 
 async def _poll_under_garbage(dev: ModbusDevice) -> None:

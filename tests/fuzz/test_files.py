@@ -57,6 +57,17 @@ def _set(data: Any, path: tuple[str | int, ...], value: Any) -> None:
     data[path[-1]] = value
 
 
+def _mutated(
+    doc: dict[str, Any], data: st.DataObject, value: Any, path: Path
+) -> tuple[str | int, ...]:
+    """Write `doc` to `path` with one leaf (drawn from `data`) set to `value`; the leaf's path."""
+    doc = copy.deepcopy(doc)
+    where = data.draw(st.sampled_from(_leaves(doc)))
+    _set(doc, where, value)
+    path.write_text(tomli_w.dumps(doc))
+    return where
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "booth_ctl.cli", *args],
@@ -160,11 +171,8 @@ def test_any_field_with_any_value_loads_or_names_the_file(
     data: st.DataObject,
     value: Any,
 ) -> None:
-    cfg = copy.deepcopy(sim_config)
-    where = data.draw(st.sampled_from(_leaves(cfg)))
-    _set(cfg, where, value)
     path = tmp_path_factory.mktemp("mut") / "booth.toml"
-    path.write_text(tomli_w.dumps(cfg))
+    where = _mutated(sim_config, data, value, path)
     try:
         load_config(path)
     except ConfigError as exc:
@@ -235,11 +243,8 @@ def test_a_truncated_recipe_is_refused_or_still_whole(
 def test_any_recipe_field_with_any_value_is_valid_or_named(
     tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, value: Any
 ) -> None:
-    recipe = tomllib.loads(DEMO_TEXT)
-    where = data.draw(st.sampled_from(_leaves(recipe)))
-    _set(recipe, where, value)
     path = tmp_path_factory.mktemp("rmut") / "r.toml"
-    path.write_text(tomli_w.dumps(recipe))
+    where = _mutated(tomllib.loads(DEMO_TEXT), data, value, path)
     try:
         load_recipe(path, BOOTH)
     except RecipeError as exc:

@@ -171,12 +171,13 @@ async def test_frames_that_break_the_silence_are_lost(tmp_path: Path) -> None:
             assert len(master.data()) == 13
             assert server.frames_lost == 1 and server.frames_served == 1
             # Two requests back to back, no silence between: one garbled frame, no answer.
+            # The inter-frame silence the protocol requires (what the simulator enforces).
             await asyncio.sleep(2 * t.silence_s)
             master.send(request + request)
             assert await master.reply(13, timeout_s=0.1) == b""
             assert server.frames_bad == 1
             # After the silence the line works again.
-            await asyncio.sleep(2 * t.silence_s)
+            await asyncio.sleep(2 * t.silence_s)  # the silence again
             master.send(request)
             assert len(await master.reply(13)) == 13
         finally:
@@ -250,34 +251,27 @@ async def test_a_safety_read_is_not_starved_by_long_block_reads(tmp_path: Path) 
         line = ModbusLine(RtuTransport(type="rtu", port=str(path), baudrate=9600, unit=1))
         stop = asyncio.Event()
 
+        async def read(table: str, count: int, priority: Priority) -> None:
+            await line.read(
+                "big", 1, table=table, address=0, count=count, timeout_s=1.0, priority=priority
+            )
+
         async def blocks() -> None:
             while not stop.is_set():
-                await line.read(
-                    "big",
-                    1,
-                    table="holding",
-                    address=0,
-                    count=100,
-                    timeout_s=1.0,
-                    priority=Priority.READ,
-                )
+                await read("holding", 100, Priority.READ)
 
         hogs = [asyncio.create_task(blocks()) for _ in range(3)]
         waits: list[float] = []
         try:
-            await asyncio.sleep(0.3)  # the queue is full of blocks
+            # One block on the wire, the other two queued behind it.
+            await wait_for(
+                lambda: line.scheduler.waiting >= 2, timeout_s=5.0, what="two blocks queued"
+            )
             for _ in range(4):
                 t0 = time.monotonic()
-                await line.read(
-                    "big",
-                    1,
-                    table="input",
-                    address=0,
-                    count=1,
-                    timeout_s=1.0,
-                    priority=Priority.SAFETY_READ,
-                )
+                await read("input", 1, Priority.SAFETY_READ)
                 waits.append(time.monotonic() - t0)
+                # Paced on purpose: each PV read meets a fresh block on the wire.
                 await asyncio.sleep(0.05)
         finally:
             stop.set()

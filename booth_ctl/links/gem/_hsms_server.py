@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from types import TracebackType
 
 from booth_ctl.links.gem._hsms import DataHandler, HsmsConnection, Timers
 from booth_ctl.links.gem._hsms_frame import SelectStatus, SType, control, parse
@@ -51,12 +50,7 @@ class HsmsServer:
                  self.host, self.port, self.device_id)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
         conn = self.connection

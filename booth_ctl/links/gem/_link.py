@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Protocol
 
 from booth_ctl.config._booth import GemConfig
@@ -131,12 +130,7 @@ class GemLink:
                 self.listening.clear()
             await asyncio.sleep(LISTEN_RETRY_S)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         # The HSMS server goes first (it says separate to a connected host), then the rest.
         for t in self._tasks:
             t.cancel()

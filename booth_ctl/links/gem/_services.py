@@ -93,13 +93,18 @@ async def _s2f13(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     return 14, L(*out)
 
 
+async def _saved_if_ok(eq: Equipment, ack: int) -> int:
+    """A host's change answered ``ack``: one the equipment accepted (0) is saved before the
+    reply, so that it outlives a restart."""
+    if ack == 0:
+        await eq.save()
+    return ack
+
+
 async def _s2f15(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     item = _text(item)
     pairs = [(int(p.items[0].scalar), p.items[1].python()) for p in item.items]
-    eac = eq.state.set_ecs(pairs)
-    if eac == 0:
-        await eq.save()
-    return 16, B(eac)
+    return 16, B(await _saved_if_ok(eq, eq.state.set_ecs(pairs)))
 
 
 async def _s2f29(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
@@ -143,39 +148,31 @@ async def _s2f31(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
 # ---------------------------------------------------------------------- S2: reports, events
 
 
+def _id_lists(item: Item | None) -> list[tuple[int, list[int]]]:
+    """``L(DATAID, L(L(ID, L(ID...))...))``: each ID with its list (S2F33 RPTID -> VIDs, S2F35
+    CEID -> RPTIDs)."""
+    return [(int(r.items[0].scalar), ids_of(r.items[1])) for r in _text(item).items[1].items]
+
+
 async def _s2f33(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    item = _text(item)
-    defs = [(int(r.items[0].scalar), ids_of(r.items[1])) for r in item.items[1].items]
-    drack = eq.state.define_reports(defs)
-    if drack == 0:
-        await eq.save()
-    return 34, B(drack)
+    return 34, B(await _saved_if_ok(eq, eq.state.define_reports(_id_lists(item))))
 
 
 async def _s2f35(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
-    item = _text(item)
-    defs = [(int(r.items[0].scalar), ids_of(r.items[1])) for r in item.items[1].items]
-    lrack = eq.state.link_reports(defs)
-    if lrack == 0:
-        await eq.save()
-    return 36, B(lrack)
+    return 36, B(await _saved_if_ok(eq, eq.state.link_reports(_id_lists(item))))
 
 
 async def _s2f37(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     item = _text(item)
     enable = bool(item.items[0].scalar)
-    erack = eq.state.enable_events(enable, ids_of(item.items[1]))
-    if erack == 0:
-        await eq.save()
-    return 38, B(erack)
+    return 38, B(await _saved_if_ok(eq, eq.state.enable_events(enable, ids_of(item.items[1]))))
 
 
 async def _s2f43(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     item = _text(item)
     streams = [(int(s.items[0].scalar), ids_of(s.items[1])) for s in item.items]
     rspack, errors = eq.state.set_spool(streams)
-    if rspack == 0:
-        await eq.save()
+    await _saved_if_ok(eq, rspack)
     rows = [L(Item(Fmt.U1, (s,)), B(code), L(*(Item(Fmt.U1, (f,)) for f in fs)))
             for s, code, fs in errors]
     return 44, L(B(rspack), L(*rows))
@@ -235,10 +232,7 @@ async def _s5f3(eq: Equipment, item: Item | None, frame: Frame) -> Reply:
     enable = bool((aled[0] if isinstance(aled, bytes) and aled else 0) & 0x80)
     alid_item = item.items[1]
     ids = ids_of(alid_item)
-    ackc5 = eq.state.enable_alarm(enable, ids[0] if ids else None)
-    if ackc5 == 0:
-        await eq.save()
-    return 4, B(ackc5)
+    return 4, B(await _saved_if_ok(eq, eq.state.enable_alarm(enable, ids[0] if ids else None)))
 
 
 def _alarm_rows(eq: Equipment, alids: list[int], only_enabled: bool) -> list[Item]:

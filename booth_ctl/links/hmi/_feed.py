@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from booth_ctl.records._mode_watch import follow_mode
 from booth_ctl.records._recorder import Records
 
 log = logging.getLogger("booth_ctl.hmi")
@@ -200,15 +201,7 @@ class Feed:
                 self._events_dirty.set()
 
     async def _watch_mode(self) -> None:
-        store = self._records.store
-        while True:
-            await asyncio.sleep(MODE_POLL_S)
-            try:
-                mode = await self._records.call(store.get_mode)
-            except Exception as exc:
-                log.warning("HMI: cannot read the mode: %s", exc)
-                continue
-            self.set_mode(mode)
+        await follow_mode(self._records, "HMI", self.set_mode, MODE_POLL_S)
 
     def set_mode(self, mode: str) -> None:
         """The mode is now ``mode`` (read from the store, or just switched from a page)."""

@@ -13,6 +13,8 @@ import secsgem.gem
 import secsgem.hsms
 from secsgem.secs.functions.base import SecsStreamFunction
 
+from tests._util import wait_until
+
 #: Every wait on the host has this deadline unless a test says otherwise.
 WAIT_S = 15.0
 
@@ -100,12 +102,5 @@ class Host(secsgem.gem.GemHostHandler):
         return self.settings.streams_functions.decode(reply)
 
     def wait(self, check: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            # No lock here: check() may ask the equipment, whose events arrive meanwhile.
-            got = check()
-            if got:
-                return got
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-            time.sleep(0.02)
+        # No lock here: check() may ask the equipment, whose events arrive meanwhile.
+        return wait_until(check, timeout_s, what)

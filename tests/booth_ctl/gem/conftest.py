@@ -46,7 +46,7 @@ def wait_listening(port: int, timeout_s: float = 30.0) -> None:
                 raise AssertionError(
                     f"GEM port {port} not listening within {timeout_s} s: {exc}"
                 ) from exc
-            time.sleep(0.05)
+            time.sleep(0.05)  # the poll interval of this deadline-bound wait
 
 
 class GemBooth:
