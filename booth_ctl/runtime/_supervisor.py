@@ -90,6 +90,8 @@ class Supervisor:
         self.stats = ScanStats(self.period_s)
         self.signals: dict[str, Reading] = {}
         self._stale_s = {name: dev.stale_s for name, dev in self.cfg.devices.items()}
+        #: Each signal key's staleness bound (its device's ``stale_s``), learned at first sight.
+        self._stale_by_key: dict[str, float] = {}
         self.writer = OutputWriter(
             [name for name, dev in self.cfg.devices.items() if dev.map is not None],
             self.controller.safe_values(),
@@ -221,13 +223,18 @@ class Supervisor:
 
     def snapshot(self, now: float) -> Snapshot:
         """The process image for the scan: a GOOD reading past its device's bound is STALE."""
-        signals: dict[str, Reading] = {}
-        for key, reading in self.signals.items():
-            if reading.quality is Quality.GOOD:
-                dev = key.split(".", 1)[0]
-                if now - reading.ts > self._stale_s.get(dev, 0.5):
-                    reading = Reading(reading.value, reading.ts, Quality.STALE)  # noqa: PLW2901
-            signals[key] = reading
+        # Runs every scan over the whole image: one dict copy, then only the stale entries
+        # replaced (a value replaced during iteration does not change the dict's size).
+        signals = self.signals.copy()
+        bounds = self._stale_by_key
+        good = Quality.GOOD
+        for key, reading in signals.items():
+            if reading.quality is good:
+                bound_s = bounds.get(key)
+                if bound_s is None:
+                    bound_s = bounds[key] = self._stale_s.get(key.split(".", 1)[0], 0.5)
+                if now - reading.ts > bound_s:
+                    signals[key] = Reading(reading.value, reading.ts, Quality.STALE)
         return Snapshot(
             now=now, signals=signals, wall=time.time(), undelivered=self.writer.undelivered()
         )
