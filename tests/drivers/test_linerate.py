@@ -86,7 +86,7 @@ def test_a_silent_unit_is_not_the_lines_overload() -> None:
     """A unit that stops answering has no reads to rate: its staleness reports it."""
     rate = LineRate("rtu:/dev/x")
     t = drive(rate, 0.0, 3.0, exchange_s=0.01, pv_every_s=0.1, other_per_pv=1)
-    for i in range(30):
+    for _ in range(30):
         t += 0.1
         rate.exchanged(t, 0.1, safety=True)  # timeouts
     assert rate.overload is None
