@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from pathlib import Path
 
 import pytest
 
+from drivers import DeviceSet, ModbusDevice, Quality
 from drivers._config import POLLS_PER_STALE
 from drivers._linerate import BUSY_HIGH, DIVIDER_MAX, LineRate
-from drivers._linesched import read_priority
+from drivers._linesched import Priority, read_priority
+from sim_hw import SimBooth
+from tests._util import render_config, wait_for
+
+from ._fakes import load_devices
 
 #: A heater's PV block must be read twice within its 0.5 s stale limit: 4 Hz.
 NEED_HZ = POLLS_PER_STALE / 0.5
@@ -103,7 +111,39 @@ def test_the_divider_a_device_applies_keeps_its_readings_within_their_stale_limi
 
 
 def test_the_o2_value_on_a_shared_line_is_a_safety_read() -> None:
-    from drivers._linesched import Priority
-
     assert read_priority("o2_analyzer", "input", ("ppm", "status")) is Priority.SAFETY_READ
     assert read_priority("o2_analyzer", "input", ("sample_seq",)) is Priority.READ
+
+
+@pytest.mark.hil
+@pytest.mark.timeout(60)
+async def test_a_controller_on_a_line_short_of_time_skips_only_its_non_safety_blocks(
+    tmp_path: Path,
+) -> None:
+    """The heater controller on the simulator's wire-true 19200 baud line, its line's divider
+    raised: its PV/status block is read at every poll, the other blocks on every k-th only, and
+    no reading gets older than its stale limit allows."""
+    path = render_config(tmp_path)
+    devices, maps = load_devices(path)
+    async with SimBooth(path, control_socket=False), DeviceSet(devices, maps) as dset:
+        heater = dset.devices["heater1"]
+        assert isinstance(heater, ModbusDevice)
+        await wait_for(lambda: _all_good(heater), timeout_s=10.0, what="heater1 polled GOOD")
+        sched = heater._line.scheduler
+        sched.rate.divider = DIVIDER_MAX
+        served = dict(sched.served)
+        stale_s = heater.config.stale_s
+        for _ in range(20):
+            readings = await heater.poll()
+            now = time.monotonic()
+            assert all(now - r.ts <= stale_s / POLLS_PER_STALE + 0.1 for r in readings.values())
+            await asyncio.sleep(0.05)
+        safety = sched.served[Priority.SAFETY_READ] - served[Priority.SAFETY_READ]
+        other = sched.served[Priority.READ] - served[Priority.READ]
+        assert safety >= 20, "every poll reads the PV and status"
+        assert 0 < other <= 20 // 2, f"non-safety blocks read {other} times in 20 polls"
+
+
+async def _all_good(dev: ModbusDevice) -> bool:
+    r = await dev.poll()
+    return all(x.quality is Quality.GOOD for x in r.values())
