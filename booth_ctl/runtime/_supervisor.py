@@ -223,15 +223,11 @@ class Supervisor:
 
     def snapshot(self, now: float) -> Snapshot:
         """The process image for the scan: a GOOD reading past its device's bound is STALE."""
-        # Runs every scan over the whole image: one dict copy, then only the stale entries
-        # replaced (a value replaced during iteration does not change the dict's size).
-        signals = self.signals.copy()
-        bounds = self._stale_by_key
-        good = Quality.GOOD
+        # Every scan: one copy, then only the stale entries replaced (same keys, same size).
+        signals, bounds = self.signals.copy(), self._stale_by_key
         for key, reading in signals.items():
-            if reading.quality is good:
-                bound_s = bounds.get(key)
-                if bound_s is None:
+            if reading.quality is Quality.GOOD:
+                if (bound_s := bounds.get(key)) is None:
                     bound_s = bounds[key] = self._stale_s.get(key.split(".", 1)[0], 0.5)
                 if now - reading.ts > bound_s:
                     signals[key] = Reading(reading.value, reading.ts, Quality.STALE)
