@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import IntEnum
 
+from ._linerate import LineRate
+
 #: Above this baud rate the inter-frame silence is a fixed 1.75 ms (Modbus serial line 2.5.1.1).
 FIXED_SILENCE_ABOVE_BAUD = 19200
 FIXED_SILENCE_S = 0.00175
@@ -80,6 +82,8 @@ class LineScheduler:
         self.exchange_s_mean = 0.0
         self._busy_s = 0.0
         self._since_s = time.monotonic()
+        #: The rate of the non-safety reads this line can carry, from the measured exchanges.
+        self.rate = LineRate(name)
 
     @property
     def waiting(self) -> int:
@@ -102,6 +106,7 @@ class LineScheduler:
             held_s = ended_s - started_s
             self._busy_s += held_s
             self.served[priority] += 1
+            self.rate.exchanged(ended_s, held_s, safety=priority is not Priority.READ)
             a = EXCHANGE_EWMA_ALPHA
             self.exchange_s_mean = (
                 held_s
@@ -148,6 +153,8 @@ SAFETY_READS: dict[str, frozenset[str] | None] = {
     "temp_controller": frozenset({"pv_c", "status"}),
     "holder_drive": None,  # None: every read
     "remote_io": None,
+    # What the O2 permissive judges: the value and the status word with status_ok.
+    "o2_analyzer": frozenset({"ppm", "status"}),
 }
 #: Writes that end a hazard, by device kind: point -> the value that is the safe direction.
 SAFE_WRITES: dict[str, dict[str, float]] = {

@@ -41,8 +41,9 @@ from ._errors import (
     ModbusExceptionReply,
     ProtocolError,
 )
-from ._linesched import LineScheduler, Priority, silence_s
+from ._linesched import LineScheduler, Priority, char_s, silence_s
 from ._ports import port_identity
+from ._rtureply import ReplyWait
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class ModbusLine:
         #: Whether anything arrived since the current request went out.
         self._rx_seen = False
         self._closed = False
+        self._reply_wait = (
+            ReplyWait(char_s(transport.baudrate, transport.parity, transport.stopbits))
+            if isinstance(transport, RtuTransport)
+            else None
+        )
 
     def check_compatible(self, device: str, transport: TcpTransport | RtuTransport) -> None:
         """Devices sharing a serial line must agree on how it is set up."""
@@ -316,6 +322,11 @@ class ModbusLine:
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         if not sending and data:
             self._rx_seen = True
+        if self._reply_wait is not None:
+            if sending:
+                self._reply_wait.sent(self._client, data)
+            else:
+                self._reply_wait.received(data)
         return data
 
     def _check_port_still_there(self) -> None:

@@ -7,7 +7,7 @@ import time
 from typing import Self
 
 from . import _codec
-from ._config import DeviceConfig, RegisterMap, RtuTransport, TcpTransport
+from ._config import POLLS_PER_STALE, DeviceConfig, RegisterMap, RtuTransport, TcpTransport
 from ._connect import LAYERS_OK, ConnectSide
 from ._errors import (
     ConfigError,
@@ -18,7 +18,8 @@ from ._errors import (
     ProtocolError,
 )
 from ._health import Health, aged
-from ._linesched import read_priority
+from ._linerate import LineRate
+from ._linesched import Priority, read_priority
 from ._modbus import ModbusLine
 from ._plausible import implausible
 from ._reading import Quality, Reading
@@ -29,7 +30,6 @@ from ._writeside import WriteSide
 GATEWAY_EXCEPTION_CODES = frozenset({0x0A, 0x0B})
 
 log = logging.getLogger("drivers")
-
 
 
 class ModbusDevice(WriteSide, ConnectSide):
@@ -53,6 +53,14 @@ class ModbusDevice(WriteSide, ConnectSide):
         self._line = line
         self._owns_line = owns_line
         self._blocks = _codec.plan_reads(regmap)
+        self._block_prio = [
+            read_priority(config.kind, b.table, tuple(n for n, _ in b.points)) for b in self._blocks
+        ]
+        #: Polls so far and the measured time between them: a line short of time skips the
+        #: non-safety blocks on all but every k-th poll (``drivers._linerate``).
+        self._polls = 0
+        self._poll_start_s = 0.0
+        self._poll_interval_s = 0.0
         self._health = Health(name)
         self._setup = self._setup_writes(name, config, regmap)
         self._setup_generation = -1
@@ -114,9 +122,13 @@ class ModbusDevice(WriteSide, ConnectSide):
         except DeviceError as exc:
             self._fail_all(exc)
             return
-        for block in self._blocks:
+        rate = self._line.scheduler.rate
+        skip_k = self._skip_k(rate, started)
+        for block, prio in zip(self._blocks, self._block_prio, strict=True):
+            if prio is Priority.READ and skip_k > 1 and self._polls % skip_k:
+                continue
             try:
-                values = await self._read_block(block)
+                values = await self._read_block(block, prio)
             except DeviceError as exc:
                 failure = failure or exc
                 self._fail_block(block, exc)
@@ -126,7 +138,11 @@ class ModbusDevice(WriteSide, ConnectSide):
                     self._fail_rest(exc, started)
                     break
                 continue
-            self._store_block(block, values, time.monotonic())
+            done_s = time.monotonic()
+            self._store_block(block, values, done_s)
+            if prio is Priority.SAFETY_READ:
+                need_hz = POLLS_PER_STALE / self.config.stale_s
+                rate.safety_read(done_s, self.name, block.address, block.table, need_hz)
         if failure is None:
             self._health.succeeded()
             layers = self._readings.get(LAYERS_OK)
@@ -135,6 +151,21 @@ class ModbusDevice(WriteSide, ConnectSide):
                 self._readings[LAYERS_OK] = Reading(layers.value, time.monotonic())
         else:
             self._fail_health(failure)
+
+    def _skip_k(self, rate: LineRate, now_s: float) -> int:
+        """This poll's divider for the non-safety blocks (1: read them all)."""
+        if self._poll_start_s:
+            interval_s = now_s - self._poll_start_s
+            self._poll_interval_s = (
+                interval_s
+                if not self._poll_interval_s
+                else 0.8 * self._poll_interval_s + 0.2 * interval_s
+            )
+        self._poll_start_s = now_s
+        self._polls += 1
+        if rate.divider == 1:
+            return 1
+        return rate.skip_cap(self.config.stale_s, self._poll_interval_s, POLLS_PER_STALE)
 
     def _store_block(self, block: _codec.Block, values: list[int], ts: float) -> None:
         for name, offset in block.points:
@@ -177,8 +208,12 @@ class ModbusDevice(WriteSide, ConnectSide):
             # A unit that was away may have restarted with defaults: set it up again.
             self._setup_generation = -1
 
-    async def _read_block(self, block: _codec.Block) -> list[int]:
+    async def _read_block(self, block: _codec.Block, priority: Priority | None = None) -> list[int]:
         """One block, retried at most ``config.retries`` times on no answer or a garbled one."""
+        if priority is None:
+            priority = read_priority(
+                self.config.kind, block.table, tuple(n for n, _ in block.points)
+            )
         attempt = 0
         while True:
             try:
@@ -189,9 +224,7 @@ class ModbusDevice(WriteSide, ConnectSide):
                     address=block.address,
                     count=block.count,
                     timeout_s=self.config.timeout_s,
-                    priority=read_priority(
-                        self.config.kind, block.table, tuple(n for n, _ in block.points)
-                    ),
+                    priority=priority,
                 )
             except (DeviceTimeout, ProtocolError):
                 # An exception reply is the device's considered answer and a lost link will not

@@ -90,6 +90,8 @@ class Supervisor:
         self.stats = ScanStats(self.period_s)
         self.signals: dict[str, Reading] = {}
         self._stale_s = {name: dev.stale_s for name, dev in self.cfg.devices.items()}
+        #: Each signal key's staleness bound (its device's ``stale_s``), learned at first sight.
+        self._stale_by_key: dict[str, float] = {}
         self.writer = OutputWriter(
             [name for name, dev in self.cfg.devices.items() if dev.map is not None],
             self.controller.safe_values(),
@@ -221,13 +223,14 @@ class Supervisor:
 
     def snapshot(self, now: float) -> Snapshot:
         """The process image for the scan: a GOOD reading past its device's bound is STALE."""
-        signals: dict[str, Reading] = {}
-        for key, reading in self.signals.items():
+        # Every scan: one copy, then only the stale entries replaced (same keys, same size).
+        signals, bounds = self.signals.copy(), self._stale_by_key
+        for key, reading in signals.items():
             if reading.quality is Quality.GOOD:
-                dev = key.split(".", 1)[0]
-                if now - reading.ts > self._stale_s.get(dev, 0.5):
-                    reading = Reading(reading.value, reading.ts, Quality.STALE)  # noqa: PLW2901
-            signals[key] = reading
+                if (bound_s := bounds.get(key)) is None:
+                    bound_s = bounds[key] = self._stale_s.get(key.split(".", 1)[0], 0.5)
+                if now - reading.ts > bound_s:
+                    signals[key] = Reading(reading.value, reading.ts, Quality.STALE)
         undelivered = self.writer.undelivered()
         unbeaten = self._heartbeats.unbeaten(undelivered)
         return Snapshot(now, signals, time.time(), undelivered=undelivered, unbeaten=unbeaten)

@@ -65,17 +65,30 @@ class OutputWriter:
 
     def __init__(self, devices: list[str], safe: Mapping[str, float | bool]) -> None:
         self.slots: dict[str, DeviceOutputs] = {name: DeviceOutputs() for name in devices}
+        #: Each output key's slot and point (``None``: not written by this writer), learned once:
+        #: the scan dispatches the same keys 100 times a second.
+        self._routes: dict[str, tuple[DeviceOutputs, str] | None] = {}
+        #: ``undelivered()``, kept until a point's failed set changes (the scan asks every time).
+        self._undelivered: frozenset[str] | None = None
         for key, value in safe.items():
             dev, _, point = key.partition(".")
             if dev in self.slots:
                 self.slots[dev].safe[point] = value
 
+    def _route(self, key: str) -> tuple[DeviceOutputs, str] | None:
+        dev, _, point = key.partition(".")
+        slot = self.slots.get(dev)
+        route = None if slot is None or point in RUNTIME_POINTS else (slot, point)
+        self._routes[key] = route
+        return route
+
     def dispatch(self, outputs: Mapping[str, float | bool]) -> None:
+        routes = self._routes
         for key, value in outputs.items():
-            dev, _, point = key.partition(".")
-            slot = self.slots.get(dev)
-            if slot is None or point in RUNTIME_POINTS:
+            route = routes[key] if key in routes else self._route(key)
+            if route is None:
                 continue
+            slot, point = route
             if slot.desired.get(point) != value:
                 slot.desired[point] = value
                 slot.changed.set()
@@ -93,7 +106,9 @@ class OutputWriter:
 
     def undelivered(self) -> frozenset[str]:
         """Devices with at least one wanted output whose last write failed."""
-        return frozenset(name for name, slot in self.slots.items() if slot.failed)
+        if self._undelivered is None:
+            self._undelivered = frozenset(n for n, slot in self.slots.items() if slot.failed)
+        return self._undelivered
 
     def delivering(self, name: str) -> bool:
         slot = self.slots.get(name)
@@ -117,6 +132,7 @@ class OutputWriter:
         slot.written[point] = value
         if point in slot.failed:
             slot.failed.discard(point)
+            self._undelivered = None
             log.warning("writing %s.%s works again", name, point)
 
     def refused(self, name: str, point: str, value: float | bool, why: object) -> None:
@@ -126,11 +142,14 @@ class OutputWriter:
         if point not in slot.failed:
             log.error("writing %s.%s = %r failed: %s", name, point, value, why)
         slot.failed.add(point)
+        self._undelivered = None
 
     def settle(self, name: str) -> None:
         """A point the controller no longer wants is no longer owed."""
         slot = self.slots[name]
-        slot.failed &= set(slot.desired)
+        if not slot.failed <= slot.desired.keys():
+            slot.failed &= set(slot.desired)
+            self._undelivered = None
 
     async def run(self, name: str, dev: Device) -> None:
         slot = self.slots[name]
