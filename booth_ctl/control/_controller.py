@@ -30,6 +30,7 @@ from booth_ctl.control._interlocks import (
 )
 from booth_ctl.control._packml import JOB
 from booth_ctl.control._sequencer import Plant
+from drivers import Quality
 
 __all__ = [
     "READY_NEEDS",
@@ -72,7 +73,13 @@ class Controller(TripChecks, StateMachine, OutputStage, CommandIntake, StatusVie
         station_f = fresh_value(snap, f"{n.holder}.station", n.holder_stale_s)
         station = int(station_f) if station_f is not None else None
         moving = fresh_bit(snap, f"{n.holder}.moving", n.holder_stale_s)
-        if not self._holder_known and z is not None and station is not None:
+        z_reading = snap.signals.get(f"{n.holder}.z_mm")
+        if not self._holder_known and z_reading is not None and z_reading.quality is Quality.BAD:
+            # The drive answers but its height is no value (an encoder fault, after a restart):
+            # the holder may be down in a bath, on its way to a target set before. The top is the
+            # one target safe from anywhere: commanded until a good reading adopts the holder.
+            self._z_only = True
+        elif not self._holder_known and z is not None and station is not None:
             # A drive travelling between stations (at the top, moving) still reports the station
             # it left: adopting that would send it back once it arrives. Let it arrive first.
             travelling = moving is not False and z <= self._top_tol()
@@ -120,7 +127,6 @@ class Controller(TripChecks, StateMachine, OutputStage, CommandIntake, StatusVie
         )
         self._perm = perm
         self._exhaust_step(perm)
-        z_reading = snap.signals.get(f"{n.holder}.z_mm")
         z_age_s = now - z_reading.ts if z is not None and z_reading is not None else 0.0
         self._plant = Plant(now, z, station, moving, perm, o2.ppm, temps, z_age_s)
 

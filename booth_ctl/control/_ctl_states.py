@@ -24,6 +24,15 @@ class StateMachine(ControllerBase):
         st, plant, seq = self.state, self._plant, self._seq
         assert self._state_t0 is not None
         in_state_s = self._now - self._state_t0
+        if (
+            st in ("stopped", "aborted")
+            and self._holder_known
+            and plant.z_mm is not None
+            and plant.z_mm < self._z_t - self._cfg.holder.z_tolerance_mm
+        ):
+            # At rest the holder is never sent down: one that rises by itself (a drive finishing
+            # its own comm-loss withdrawal, adopted mid-way at a restart) goes on to the top.
+            self._z_t = self._cfg.holder.z_travel_mm
         if st in ("stopping", "aborting"):
             if seq is not None:
                 self._end_job(st, events)

@@ -576,8 +576,13 @@ class Truth:
                 late.append("o2 over the limit")
             if not lo <= temp <= hi:
                 late.append("solder out of band (sensor lag)")
-            if not supervised or self.holder_dev in offline:
-                # The holder ran on to a target set before it (or the supervisor) went away.
+            if (
+                not supervised
+                or self.holder_dev in offline
+                or f"{self.holder_dev}.z_target_mm" in s.refuse
+            ):
+                # The holder ran on to a target set before it (or the supervisor) went away, or
+                # before it began refusing new ones: only the drive's own timeout stops it.
                 self.unstoppable.append(at)
             else:
                 assert not against, f"entry against CONTRACT s.4 in {s.ctl.state}: {at}"
@@ -1113,3 +1118,40 @@ def test_a_drive_losing_its_heartbeats_mid_dip_withdraws_by_itself_and_the_booth
     m.advance(10)
     assert not m.s.phys.holder.comm_lost
     assert m.s.ctl.status()["interlocks"]["heartbeats_ok"]
+
+
+def test_a_restart_that_cannot_read_the_height_withdraws_the_part() -> None:
+    """The supervisor restarts while a part is in the bath and the drive's height answers
+    garbage: where the holder is cannot be known, so the top (the target safe from anywhere) is
+    commanded and the part comes out; it is never left in the bath until the reading heals."""
+    m = SimMachine()
+    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
+    m.truth = Truth(m.s, m.recipe)
+    m.start_job(1)
+    m.advance_to(Step.DIP_DWELL)
+    assert m.s.phys.state()["part_in_bath"]
+    m.garbage(("holder.z_mm", 0x10000 - 500, "z_unknown"))
+    m.crash_and_restart(0.0)
+    hd = m.truth.holder_dev
+    assert m.s.last.outputs[f"{hd}.z_target_mm"] == m.s.loaded.config.holder.z_travel_mm
+    m.advance(_ticks(1.0))
+    assert not m.s.phys.state()["part_in_bath"]
+    assert m.s.phys.holder.at_top
+
+
+def test_a_holder_rising_by_itself_at_a_restart_is_not_called_back_down() -> None:
+    """The supervisor dies as a part comes up: the drive's own comm-loss timeout withdraws it,
+    and the restarted supervisor first sees it mid-way. It lets it rise to the top and never
+    sends it back down to where it first saw it."""
+    m = SimMachine()
+    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
+    m.truth = Truth(m.s, m.recipe)
+    m.start_job(1)
+    m.advance_to(Step.DIP_UP)
+    m.crash_and_restart(1.0)
+    lowest_z_mm = m.s.phys.holder.z_mm
+    for _ in range(_ticks(3.0)):
+        m.advance(1)
+        assert m.s.phys.holder.z_mm <= lowest_z_mm + 0.01, m.s.phys.holder.z_mm
+        lowest_z_mm = min(lowest_z_mm, m.s.phys.holder.z_mm)
+    assert m.s.phys.holder.at_top
