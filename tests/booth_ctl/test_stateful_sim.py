@@ -212,9 +212,7 @@ def _idle_once() -> SimLoop:
     atexit.register(shutil.rmtree, tmp, True)
     path = render_config(tmp, overrides=_short_windows)
     s = SimLoop(period_s=PERIOD_S, path=path, runtime=True)
-    s.run_for(0.5)
-    s.ctl.reset()
-    s.run_until(lambda: s.ctl.state == "idle", 30.0, "idle")
+    s.reset_to_idle()
     return s
 
 
