@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from booth_ctl.links.mqtt import NODELAY
+from booth_ctl.links.mqtt import mes_side_client
 
 #: Permissives that show the supervisor has heard from its devices since it started.
 DEVICE_PERMISSIVES = ("io_ok", "holder_ok", "heaters_ok")
@@ -130,19 +128,11 @@ class Watch:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _make(self) -> aiomqtt.Client:
-        props = None
-        if self.persistent:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 3600
-        return aiomqtt.Client(
+        return mes_side_client(
             self.host,
             self.port,
             identifier=self.identifier,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            socket_options=NODELAY,
-            timeout=5.0,
-            clean_start=not self.persistent,
-            properties=props,
+            session_expiry_s=3600 if self.persistent else None,
             max_queued_incoming_messages=0,
             logger=_MQTT_LOG,
         )
