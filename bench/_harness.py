@@ -13,17 +13,19 @@ import platform
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 
 from booth_ctl.links.mqtt import mes_side_client
+from devkit.booth import BoothStack
 
 #: Permissives that show the supervisor has heard from its devices since it started.
 DEVICE_PERMISSIVES = ("io_ok", "holder_ok", "heaters_ok")
 RECONNECT_S = 0.2
+T = TypeVar("T")
 #: The MES follower's own client log: a lost connection is expected here (broker restarts).
 _MQTT_LOG = logging.getLogger("bench.mes")
 _MQTT_LOG.setLevel(logging.CRITICAL)
@@ -69,6 +71,17 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def with_broker_and_sim(stack: BoothStack, measure: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Start ``stack``'s broker and simulator, run ``measure`` (which starts the supervisor when
+    it wants to, as the figures are its), and stop the whole stack however it ends."""
+    try:
+        stack.broker.start()
+        stack.start_sim()
+        return asyncio.run(measure())
+    finally:
+        stack.stop()
 
 
 def scrape_metrics(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:

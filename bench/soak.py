@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _harness import JobCounts, Watch, rss_mb, run_jobs  # noqa: E402
+from _harness import JobCounts, Watch, rss_mb, run_jobs, with_broker_and_sim  # noqa: E402
 
 from devkit.booth import BoothStack  # noqa: E402
 from devkit.broker import Broker  # noqa: E402
@@ -293,12 +293,7 @@ def main() -> int:
         work = Path(tmp)
         stack = BoothStack(work)
         stack.broker = Broker(work / "broker-p", port=stack.mqtt_port, persistent=True)
-        try:
-            stack.broker.start()
-            stack.start_sim()
-            result = asyncio.run(soak(stack, args))
-        finally:
-            stack.stop()
+        result = with_broker_and_sim(stack, lambda: soak(stack, args))
     return 0 if report(result, args) else 1
 
 
