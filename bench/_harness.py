@@ -17,6 +17,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+# First: puts the repository on the import path for the packages below.
+import _repo  # noqa: F401
 import aiomqtt
 
 from booth_ctl.links.mqtt import mes_side_client

@@ -23,17 +23,13 @@ import argparse
 import asyncio
 import contextlib
 import socket
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _harness import (  # noqa: E402
+from _harness import (
     Watch,
     machine,
     pct,
@@ -42,10 +38,10 @@ from _harness import (  # noqa: E402
     with_broker_and_sim,
 )
 
-from booth_ctl.links.gem._hsms_frame import SType, control, data, parse  # noqa: E402
-from booth_ctl.links.gem._secs2 import U4, B, L, decode  # noqa: E402
-from devkit.booth import BoothStack  # noqa: E402
-from devkit.config import free_port  # noqa: E402
+from booth_ctl.links.gem._hsms_frame import SType, control, data, parse
+from booth_ctl.links.gem._secs2 import U4, B, L, decode
+from devkit.booth import BoothStack
+from devkit.config import free_port
 
 UP_TIMEOUT_S = 60.0
 IDLE_TIMEOUT_S = 90.0

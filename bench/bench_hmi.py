@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,12 +29,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import pct, scrape_metrics
 
-from _harness import pct, scrape_metrics  # noqa: E402
-
-from tests.booth_ctl._browser import (  # noqa: E402
+from tests.booth_ctl._browser import (
     HmiBooth,
     by_testid,
     chromium_session,
