@@ -13,19 +13,21 @@ import platform
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+# First: puts the repository on the import path for the packages below.
+import _repo  # noqa: F401
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from booth_ctl.links.mqtt import NODELAY
+from booth_ctl.links.mqtt import mes_side_client
+from devkit.booth import BoothStack
 
 #: Permissives that show the supervisor has heard from its devices since it started.
 DEVICE_PERMISSIVES = ("io_ok", "holder_ok", "heaters_ok")
 RECONNECT_S = 0.2
+T = TypeVar("T")
 #: The MES follower's own client log: a lost connection is expected here (broker restarts).
 _MQTT_LOG = logging.getLogger("bench.mes")
 _MQTT_LOG.setLevel(logging.CRITICAL)
@@ -71,6 +73,17 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def with_broker_and_sim(stack: BoothStack, measure: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Start ``stack``'s broker and simulator, run ``measure`` (which starts the supervisor when
+    it wants to, as the figures are its), and stop the whole stack however it ends."""
+    try:
+        stack.broker.start()
+        stack.start_sim()
+        return asyncio.run(measure())
+    finally:
+        stack.stop()
 
 
 def scrape_metrics(host: str, port: int, timeout_s: float = 2.0) -> dict[str, float]:
@@ -130,19 +143,11 @@ class Watch:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def _make(self) -> aiomqtt.Client:
-        props = None
-        if self.persistent:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 3600
-        return aiomqtt.Client(
+        return mes_side_client(
             self.host,
             self.port,
             identifier=self.identifier,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            socket_options=NODELAY,
-            timeout=5.0,
-            clean_start=not self.persistent,
-            properties=props,
+            session_expiry_s=3600 if self.persistent else None,
             max_queued_incoming_messages=0,
             logger=_MQTT_LOG,
         )

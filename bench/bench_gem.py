@@ -23,22 +23,25 @@ import argparse
 import asyncio
 import contextlib
 import socket
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import (
+    Watch,
+    machine,
+    pct,
+    run_jobs,
+    scrape_metrics,
+    with_broker_and_sim,
+)
 
-from _harness import Watch, machine, pct, run_jobs, scrape_metrics  # noqa: E402
-
-from booth_ctl.links.gem._hsms_frame import SType, control, data, parse  # noqa: E402
-from booth_ctl.links.gem._secs2 import U4, B, L, decode  # noqa: E402
-from devkit.booth import BoothStack  # noqa: E402
-from devkit.config import free_port  # noqa: E402
+from booth_ctl.links.gem._hsms_frame import SType, control, data, parse
+from booth_ctl.links.gem._secs2 import U4, B, L, decode
+from devkit.booth import BoothStack
+from devkit.config import free_port
 
 UP_TIMEOUT_S = 60.0
 IDLE_TIMEOUT_S = 90.0
@@ -203,12 +206,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-gem-") as tmp:
         stack = BoothStack(Path(args.keep or tmp), overrides=overrides)
-        try:
-            stack.broker.start()
-            stack.start_sim()
-            out = asyncio.run(measure(stack, port, args))
-        finally:
-            stack.stop()
+        out = with_broker_and_sim(stack, lambda: measure(stack, port, args))
     print(f"machine: {machine()}")
     rt = out["s1f3_ms"]
     print(f"S1F3 (9 SVIDs) round trip over {len(rt)}: p50 {pct(rt, 50):.3f} ms, "

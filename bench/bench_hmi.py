@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,20 +29,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import pct, scrape_metrics
 
-from _harness import pct, scrape_metrics  # noqa: E402
-
-from tests.booth_ctl._browser import (  # noqa: E402
+from tests.booth_ctl._browser import (
     HmiBooth,
     by_testid,
-    chromium,
+    chromium_session,
     http,
     login,
     login_http,
-    remove_profile,
-    temp_profile,
     wait_testid,
     wait_until,
 )
@@ -63,11 +57,9 @@ obs.observe(document.body, {childList: true, subtree: true});
 
 
 def fault_to_page(b: HmiBooth, tries: int) -> list[float]:
-    profile = temp_profile()
-    driver = chromium(profile)
     cookie, csrf = login_http(b.base, "oper")
     out: list[float] = []
-    try:
+    with chromium_session() as driver:
         login(driver, b.base, "oper")
         # Idle first: the controller raises no condition alarm in its first seconds.
         wait_testid(driver, "state", lambda e: e.text == "idle", timeout_s=60)
@@ -91,9 +83,6 @@ def fault_to_page(b: HmiBooth, tries: int) -> list[float]:
                 lambda: not by_testid(driver, "alarm-door_open"), 10.0, "the alarm gone"
             )
             print(f"  try {i + 1:2d}: {out[-1]:6.1f} ms", flush=True)
-    finally:
-        driver.quit()
-        remove_profile(profile)
     return out
 
 
@@ -167,9 +156,7 @@ def streams(b: HmiBooth, n: int) -> Any:
 
 @contextlib.contextmanager
 def tabs(b: HmiBooth, n: int) -> Any:
-    profile = temp_profile()
-    driver = chromium(profile)
-    try:
+    with chromium_session() as driver:
         for i in range(n):
             if i:
                 driver.switch_to.new_window("tab")
@@ -177,9 +164,6 @@ def tabs(b: HmiBooth, n: int) -> Any:
             wait_testid(driver, "state", lambda e: e.text not in ("", "unknown"), timeout_s=30)
         time.sleep(1.0)
         yield driver
-    finally:
-        driver.quit()
-        remove_profile(profile)
 
 
 def main() -> int:

@@ -24,22 +24,20 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# First: puts the repository on the import path for the packages below.
+import _repo  # noqa: F401
+import aiomqtt
 
-import aiomqtt  # noqa: E402
-
-from booth_ctl.control._controller import Controller  # noqa: E402
-from booth_ctl.links.mqtt import NODELAY  # noqa: E402
-from devkit.broker import Broker  # noqa: E402
-from tests._util import wait_for  # noqa: E402
-from tests.booth_ctl._mes_helpers import Mes, booth_config, running_link  # noqa: E402
+from booth_ctl.control._controller import Controller
+from booth_ctl.links.mqtt import NODELAY
+from devkit.broker import Broker
+from tests._util import wait_for
+from tests.booth_ctl._mes_helpers import Mes, booth_config, running_link
 
 #: A busy job: state changes, unit and dip events, alarms: a few per second at most.
 BUSY_EVENTS_PER_S = 5.0

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# First: puts the repository on the import path for the packages below.
+import _repo  # noqa: F401
 
-from tests.booth_ctl.test_records_kill import kill_loop  # noqa: E402
+from tests.booth_ctl.test_records_kill import kill_loop
 
 
 def main() -> None:

@@ -23,16 +23,13 @@ import contextlib
 import multiprocessing
 import socket
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _repo import ROOT
 
-from drivers import DeviceConfig, ModbusDevice, Quality, load_register_map  # noqa: E402
-from drivers._codec import plan_reads  # noqa: E402
-from drivers._modbus import ModbusLine  # noqa: E402
+from drivers import DeviceConfig, ModbusDevice, Quality, load_register_map
+from drivers._codec import plan_reads
+from drivers._modbus import ModbusLine
 
 #: name -> (map, kind, device config extras)
 DEVICES = {

@@ -24,11 +24,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _repo import ROOT
 
-from tests.faults._cover import uncovered_controller  # noqa: E402
-from tests.faults._matrix import (  # noqa: E402
+from tests.faults._cover import uncovered_controller
+from tests.faults._matrix import (
     FAULT_BY_LABEL,
     FAULTS,
     PHASE_TEXT,
@@ -37,8 +36,8 @@ from tests.faults._matrix import (  # noqa: E402
     required,
     run_case,
 )
-from tests.faults._process import ProcessOutcome, hang_and_kill  # noqa: E402
-from tests.faults._rig import Rig, fault_config  # noqa: E402
+from tests.faults._process import ProcessOutcome, hang_and_kill
+from tests.faults._rig import Rig, fault_config
 
 COMMAND = "python bench/fault_matrix.py"
 

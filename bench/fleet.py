@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import Watch, cpu_seconds, pct, rss_mb
 
-from _harness import Watch, cpu_seconds, pct, rss_mb  # noqa: E402
-
-from devkit.booth import BoothStack  # noqa: E402
-from devkit.broker import Broker  # noqa: E402
+from devkit.booth import BoothStack
+from devkit.broker import Broker
 
 UP_TIMEOUT_S = 150.0
 SETTLE_S = 10.0

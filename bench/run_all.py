@@ -20,10 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _harness import machine  # noqa: E402
+from _harness import machine
+from _repo import ROOT
 
 BENCH = Path(__file__).resolve().parent
 REPORT = ROOT / "docs" / "performance.md"

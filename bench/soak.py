@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import sqlite3
-import sys
 import tempfile
 import time
 import tomllib
@@ -35,13 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import JobCounts, Watch, rss_mb, run_jobs, with_broker_and_sim
+from _repo import ROOT
 
-from _harness import JobCounts, Watch, rss_mb, run_jobs  # noqa: E402
-
-from devkit.booth import BoothStack  # noqa: E402
-from devkit.broker import Broker  # noqa: E402
+from devkit.booth import BoothStack
+from devkit.broker import Broker
 
 UP_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 60.0
@@ -293,12 +290,7 @@ def main() -> int:
         work = Path(tmp)
         stack = BoothStack(work)
         stack.broker = Broker(work / "broker-p", port=stack.mqtt_port, persistent=True)
-        try:
-            stack.broker.start()
-            stack.start_sim()
-            result = asyncio.run(soak(stack, args))
-        finally:
-            stack.stop()
+        result = with_broker_and_sim(stack, lambda: soak(stack, args))
     return 0 if report(result, args) else 1
 
 

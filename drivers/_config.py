@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ._errors import ConfigError
 from ._regmap import Bit, DataType, Point, RegisterMap, SetupStep, Table, Watchdog, WriteBlock
+from ._strict import Baudrate, TcpPort
 from ._strict import StrictModel as _Strict
 from ._toml import TomlError, read_toml
 
@@ -54,7 +55,7 @@ _CommTimeout = Annotated[float, Field(ge=COMM_TIMEOUT_S_MIN, le=COMM_TIMEOUT_S_M
 class TcpTransport(_Strict):
     type: Literal["tcp"]
     host: str
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: TcpPort
     unit: Annotated[int, Field(ge=0, le=247)] = 1
 
 
@@ -63,7 +64,7 @@ class RtuTransport(_Strict):
 
     type: Literal["rtu"]
     port: str
-    baudrate: Annotated[int, Field(ge=1200, le=921600)] = 19200
+    baudrate: Baudrate = 19200
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     unit: Annotated[int, Field(ge=1, le=247)] = 1
@@ -74,7 +75,7 @@ class SerialTransport(_Strict):
 
     type: Literal["serial"]
     port: str
-    baudrate: Annotated[int, Field(ge=1200, le=921600)] = 9600
+    baudrate: Baudrate = 9600
     #: The analyzer's line protocol (``drivers._o2ascii``): ``generic`` is the ``$O2,...*XX``
     #: line of docs/hardware.md; ``ox400`` a Yokogawa OX400; ``teledyne3000`` a Teledyne 3000.
     protocol: Literal["generic", "ox400", "teledyne3000"] = "generic"

@@ -25,6 +25,7 @@ from drivers._booth_file import (
 from drivers._config import STALE_MAX_S
 from drivers._safety_points import missing_points
 from drivers._strict import StrictModel as _Strict
+from drivers._strict import TcpPort
 
 from ._lines import line_problems
 
@@ -73,7 +74,7 @@ APPROACH_GAP_MIN_MM = 2.0
 
 class MqttConfig(_Strict):
     host: str
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: TcpPort
     keepalive_s: Annotated[int, Field(ge=1, le=3600)] = 10
     username: str | None = None
     #: File holding the password (never the password itself in the config).
@@ -106,7 +107,7 @@ class MetricsConfig(_Strict):
     """The Prometheus endpoint; loopback by default (scrape it through a local agent or proxy)."""
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: TcpPort
 
 
 
@@ -116,7 +117,7 @@ class HmiConfig(_Strict):
     (docs/operations.md)."""
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: TcpPort
     #: PEM files (relative to the config file): serve HTTPS. Both or neither.
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -138,7 +139,7 @@ class GemConfig(_Strict):
     """The SECS/GEM equipment interface (HSMS-SS passive entity); CONTRACT §8, docs/gem.md."""
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: TcpPort
     #: The HSMS session id (SECS device id) hosts must address.
     device_id: Annotated[int, Field(ge=0, le=32767)] = 0
     #: HSMS timers (SEMI E37): reply, control transaction, not selected, inter-character.

@@ -5,77 +5,62 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from booth_ctl.records._base import Database
 
 #: Event types :meth:`LotReads.dip_counts` rebuilds the dip counters from: never purged.
 COUNTED_EVENTS = ("dip", "flux_dip", "refreshed")
+#: The keys of what the reads return, in the order of their SELECTs' columns.
+JOB_KEYS = (
+    "job_id", "lot_id", "recipe", "recipe_hash", "units", "state", "started_at", "ended_at",
+    "outcome", "reason",
+)
+UNIT_KEYS = ("unit", "started_at", "ended_at", "outcome", "reject_reason")
+#: ``immersed_s``: how long the part was in, on the scan's clock (None until it is out).
+DIP_KEYS = (
+    "unit", "vessel", "o2_ppm", "solder_temp_c", "depth_mm", "dwell_s", "entered_at",
+    "withdrawn_at", "recorded_at", "immersed_s",
+)
+ALARM_KEYS = ("id", "code", "severity", "text", "set_at", "cleared_at")
 
 
 class LotReads(Database):
     def get_job(self, lot_id: str) -> dict[str, Any] | None:
         """The newest job of a lot, with its units and dips; None if the lot is unknown."""
         with self._read() as c:
-            row = c.execute(
-                "SELECT id, lot_id, recipe_name, recipe_hash, units, state, started_at, ended_at, "
-                "outcome, reason FROM jobs WHERE lot_id = ? ORDER BY id DESC LIMIT 1",
-                (lot_id,),
-            ).fetchone()
-            if row is None:
+            jobs = _dicts(
+                c.execute(
+                    "SELECT id, lot_id, recipe_name, recipe_hash, units, state, started_at, "
+                    "ended_at, outcome, reason FROM jobs WHERE lot_id = ? ORDER BY id DESC LIMIT 1",
+                    (lot_id,),
+                ),
+                JOB_KEYS,
+            )
+            if not jobs:
                 return None
-            job_id = int(row[0])
-            units = c.execute(
-                "SELECT unit, started_at, ended_at, outcome, reject_reason FROM units "
-                "WHERE job_id = ? ORDER BY unit",
-                (job_id,),
-            ).fetchall()
-            dips = c.execute(
-                "SELECT unit, vessel, o2_ppm, solder_temp_c, depth_mm, dwell_s, entered_at, "
-                "withdrawn_at, recorded_at, json_extract(data, '$.immersed_s') FROM dips "
-                "WHERE job_id = ? ORDER BY id",
-                (job_id,),
-            ).fetchall()
-        dip_dicts = [
-            {
-                "unit": d[0],
-                "vessel": d[1],
-                "o2_ppm": d[2],
-                "solder_temp_c": d[3],
-                "depth_mm": d[4],
-                "dwell_s": d[5],
-                "entered_at": d[6],
-                "withdrawn_at": d[7],
-                "recorded_at": d[8],
-                #: How long the part was in, on the scan's clock (None until it is out).
-                "immersed_s": d[9],
-            }
-            for d in dips
-        ]
-        return {
-            "job_id": job_id,
-            "lot_id": row[1],
-            "recipe": row[2],
-            "recipe_hash": row[3],
-            "units": row[4],
-            "state": row[5],
-            "started_at": row[6],
-            "ended_at": row[7],
-            "outcome": row[8],
-            "reason": row[9],
-            "unit_records": [
-                {
-                    "unit": u[0],
-                    "started_at": u[1],
-                    "ended_at": u[2],
-                    "outcome": u[3],
-                    "reject_reason": u[4],
-                    "dips": [d for d in dip_dicts if d["unit"] == u[0]],
-                }
-                for u in units
-            ],
-            "dips": dip_dicts,
-        }
+            job = jobs[0]
+            units = _dicts(
+                c.execute(
+                    "SELECT unit, started_at, ended_at, outcome, reject_reason FROM units "
+                    "WHERE job_id = ? ORDER BY unit",
+                    (job["job_id"],),
+                ),
+                UNIT_KEYS,
+            )
+            dips = _dicts(
+                c.execute(
+                    "SELECT unit, vessel, o2_ppm, solder_temp_c, depth_mm, dwell_s, entered_at, "
+                    "withdrawn_at, recorded_at, json_extract(data, '$.immersed_s') FROM dips "
+                    "WHERE job_id = ? ORDER BY id",
+                    (job["job_id"],),
+                ),
+                DIP_KEYS,
+            )
+        for unit in units:
+            unit["dips"] = [d for d in dips if d["unit"] == unit["unit"]]
+        return {**job, "unit_records": units, "dips": dips}
 
     def export_lot_csv(self, lot_id: str, out: TextIO) -> int:
         """Write every dip of every job of a lot as CSV (a unit without dips gets one row).
@@ -149,14 +134,18 @@ class LotReads(Database):
 
     def alarm_history(self, limit: int = 1000) -> list[dict[str, Any]]:
         with self._read() as c:
-            rows = c.execute(
-                "SELECT alarm_id, code, severity, text, set_at, cleared_at FROM alarms "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        keys = ("id", "code", "severity", "text", "set_at", "cleared_at")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+            return _dicts(
+                c.execute(
+                    "SELECT alarm_id, code, severity, text, set_at, cleared_at FROM alarms "
+                    "ORDER BY id DESC LIMIT ?",
+                    (limit,),
+                ),
+                ALARM_KEYS,
+            )
 
+
+def _dicts(rows: Iterable[tuple[Any, ...]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def _iso(ts: Any) -> str:

@@ -3,6 +3,7 @@ whole simulated booth with its HMI, for the end-to-end tests and the benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,15 @@ def login(driver: webdriver.Chrome, base: str, user: str, password: str = PASSWO
     by_testid(driver, "login-submit")[0].click()
 
 
-def temp_profile() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hmi-chromium-"))
-
-
-def remove_profile(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+@contextlib.contextmanager
+def chromium_session(size: tuple[int, int] = (1280, 800)) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium on a profile of its own, quit and its profile removed at the end."""
+    profile = Path(tempfile.mkdtemp(prefix="hmi-chromium-"))
+    try:
+        driver = chromium(profile, size)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)

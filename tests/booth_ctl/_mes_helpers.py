@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 
 from booth_ctl.commands import Authority, CommandRefused, RecipeBook, recipe_check
 from booth_ctl.config._booth import LoadedConfig, load_config
-from booth_ctl.links.mqtt import NODELAY, MesLink
+from booth_ctl.links.mqtt import MesLink, mes_side_client
 from booth_ctl.records import Records, RecordStore
 from tests._util import render_config
 
@@ -310,21 +310,13 @@ async def mes_client(
     persistent: bool = False,
 ) -> AsyncIterator[Mes]:
     """An MES client; ``persistent`` keeps its session (and queued messages) across outages."""
-    connect_props = None
-    if persistent:
-        connect_props = Properties(PacketTypes.CONNECT)
-        connect_props.SessionExpiryInterval = 600
-    client = aiomqtt.Client(
+    client = mes_side_client(
         "127.0.0.1",
         port,
+        identifier=identifier or f"mes-{uuid.uuid4().hex[:8]}",
         username=username,
         password=password,
-        identifier=identifier or f"mes-{uuid.uuid4().hex[:8]}",
-        protocol=aiomqtt.ProtocolVersion.V5,
-        socket_options=NODELAY,
-        timeout=5.0,
-        clean_start=not persistent,
-        properties=connect_props,
+        session_expiry_s=600 if persistent else None,
     )
     async with client:
         mes = Mes(client, booth_id)

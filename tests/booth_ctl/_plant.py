@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from booth_ctl.config._booth import LoadedConfig, config_from_dict
+from booth_ctl.control._events import CommandRefused
 from booth_ctl.control._image import Snapshot
 from drivers import Quality, Reading
 
@@ -21,6 +22,10 @@ CONFIG = ROOT / "config"
 AIR_O2_PPM = 209_000.0
 PURGE_LPM = 300.0
 MAINTAIN_LPM = 20.0
+#: The state commands a random operator may send at any moment, and the only codes they may be
+#: refused with (in the wrong state, or with a permissive missing).
+STATE_COMMANDS = ("reset", "hold", "unhold", "stop", "abort", "clear")
+MAY_REFUSE = ("invalid_state", "interlock")
 
 
 def sim_config(**limits: Any) -> LoadedConfig:
@@ -340,3 +345,14 @@ def until_step(loop: Scanning, step: Any, timeout_s: float = 60.0) -> None:
 def events_of(loop: Scanning, kind: str) -> list[dict[str, Any]]:
     """The data of every event of type `kind` so far."""
     return [e.data for e in loop.events if e.type == kind]
+
+
+def try_command(ctl: Any, command: str, *args: Any) -> bool:
+    """Call ``ctl.<command>(*args)``: True if it ran, False if refused with a code of
+    MAY_REFUSE; any other refusal fails the test."""
+    try:
+        getattr(ctl, command)(*args)
+    except CommandRefused as exc:
+        assert exc.code in MAY_REFUSE, exc
+        return False
+    return True

@@ -189,5 +189,12 @@ class SimLoop:
         while self.t < end:
             self.tick()
 
+    def reset_to_idle(self, *, settle_s: float = 0.5, within_s: float = 30.0) -> None:
+        """Let the devices report for ``settle_s``, reset, and run until ``idle`` (CONTRACT s.2:
+        within 30 s of a reset on a warm booth)."""
+        self.run_for(settle_s)
+        self.ctl.reset()
+        self.run_until(lambda: self.ctl.state == "idle", within_s, f"idle within {within_s} s")
+
     def truth(self) -> dict[str, Any]:
         return self.phys.state()

@@ -19,13 +19,11 @@ from tests.booth_ctl._browser import (
     PASSWORD,
     HmiBooth,
     by_testid,
-    chromium,
+    chromium_session,
     click,
     http,
     login,
     login_http,
-    remove_profile,
-    temp_profile,
     wait_testid,
     wait_until,
 )
@@ -43,13 +41,8 @@ def booth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HmiBooth]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    profile = temp_profile()
-    driver = chromium(profile)
-    try:
+    with chromium_session() as driver:
         yield driver
-    finally:
-        driver.quit()
-        remove_profile(profile)
 
 
 def _text(driver: webdriver.Chrome, testid: str) -> str:

@@ -19,9 +19,7 @@ def _idle(
     config: str = "booth-sim.toml", period_s: float = 0.01, path: Path | None = None
 ) -> SimLoop:
     s = SimLoop(config, period_s, path)
-    s.run_for(0.5)
-    s.ctl.reset()
-    s.run_until(lambda: s.ctl.state == "idle", 30.0, "idle within 30 s (CONTRACT s.2)")
+    s.reset_to_idle()
     return s
 
 
@@ -145,9 +143,7 @@ def test_stuck_on_heater_is_caught_and_cut_by_the_contactor() -> None:
 
 def test_cold_start_heats_through_the_melt_plateau_and_purges_without_a_trip() -> None:
     s = SimLoop("booth-sim-cold.toml", period_s=0.05)
-    s.run_for(1.0)
-    s.ctl.reset()
-    s.run_until(lambda: s.ctl.state == "idle", 1800.0, "idle from cold")
+    s.reset_to_idle(settle_s=1.0, within_s=1800.0)
     assert not s.ctl.tripped
     assert [a for a in s.ctl.status()["alarms"] if a["severity"] == "critical"] == []
     truth = s.truth()

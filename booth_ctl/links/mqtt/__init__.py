@@ -7,6 +7,7 @@ A translator over the command authority: a ``cmd/<command>`` message becomes
 from booth_ctl.links.mqtt._client import (
     NODELAY,
     NoReply,
+    mes_side_client,
     mqtt_client,
     read_status,
     send_command,
@@ -27,6 +28,7 @@ __all__ = [
     "BoothClient",
     "MesLink",
     "NoReply",
+    "mes_side_client",
     "mqtt_client",
     "read_password_file",
     "read_status",

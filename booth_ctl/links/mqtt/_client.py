@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from booth_ctl.config._booth import MqttConfig
 
 #: Every MQTT socket of ours disables Nagle: QoS 1 round trips otherwise take ~40-90 ms.
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+#: An MES-side client gives up connecting after this long.
+MES_CONNECT_TIMEOUT_S = 5.0
 
 
 class NoReply(Exception):
@@ -37,16 +41,46 @@ def mqtt_client(
     password = None
     if password_file:
         password = Path(password_file).read_text(encoding="utf-8").strip()
-    return aiomqtt.Client(
+    return mes_side_client(
         mqtt.host,
         mqtt.port,
+        identifier=identifier or f"boothctl-{uuid.uuid4().hex[:12]}",
         username=username,
         password=password,
-        identifier=identifier or f"boothctl-{uuid.uuid4().hex[:12]}",
+        tls_params=tls,
+    )
+
+
+def mes_side_client(
+    host: str,
+    port: int,
+    *,
+    identifier: str,
+    username: str | None = None,
+    password: str | None = None,
+    session_expiry_s: int | None = None,
+    **options: Any,
+) -> aiomqtt.Client:
+    """An MQTT 5 client on the MES side of the contract (the CLI, an MES of the tests or the
+    benchmarks), without Nagle. With ``session_expiry_s`` the broker keeps its session (and the
+    QoS 1 messages queued in it) that long across outages; without, each connection starts clean.
+    ``options`` go to ``aiomqtt.Client`` as they are."""
+    props = None
+    if session_expiry_s is not None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = session_expiry_s
+    return aiomqtt.Client(
+        host,
+        port,
         protocol=aiomqtt.ProtocolVersion.V5,
         socket_options=NODELAY,
-        timeout=5.0,
-        tls_params=tls,
+        timeout=MES_CONNECT_TIMEOUT_S,
+        identifier=identifier,
+        username=username,
+        password=password,
+        clean_start=session_expiry_s is None,
+        properties=props,
+        **options,
     )
 
 
