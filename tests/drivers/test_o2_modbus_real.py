@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from booth_ctl.config._booth import check_config
 from drivers import DeviceSet, ModbusDevice, Quality, RegisterMap, load_register_map, open_device
 from drivers._codec import decode, words_to_raw
 from sim_hw import SimBooth
@@ -190,6 +191,39 @@ async def test_garbage_or_no_answer_is_named_never_a_value(
             assert dev.health.fault == fault
             errors = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR]
             assert any(m.startswith(f"o2 at address {OXYGEN}") for m in errors), errors
+
+
+def test_the_example_booth_with_the_oxy5500_on_the_controllers_line_passes_the_check(
+    tmp_path: Path,
+) -> None:
+    """The commented example in booth.example.toml, switched on, keeps the line's limits."""
+    text = (CONFIG_DIR / "booth.example.toml").read_text(encoding="utf-8")
+    start = text.index('# map = "maps/endress-oxy5500.toml"')
+    lines = text[start:].splitlines()
+    ends = [i for i, x in enumerate(lines) if not x.startswith("# ")]
+    block = "\n".join(lines[: ends[0] if ends else len(lines)])
+    serial = 'transport = { type = "serial", port = "/dev/ttyUSB1", baudrate = 9600 }\n'
+    assert serial in text
+    enabled = "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    path = tmp_path / "booth.toml"
+    path.write_text(text.replace(serial, "").replace(block, enabled), encoding="utf-8")
+    (tmp_path / "maps").symlink_to(CONFIG_DIR / "maps")
+    loaded, problems = check_config(path)
+    assert problems == [] and loaded is not None
+    assert loaded.maps["o2"].name == MAP_NAME
+    # Without its status the map would not do: the supervisor's check names the point.
+    broken = tmp_path / "maps-broken"
+    broken.mkdir()
+    data = (CONFIG_DIR / "maps" / f"{MAP_NAME}.toml").read_text(encoding="utf-8")
+    (broken / "oxy.toml").write_text(data.replace("[bits.status_ok]", "[bits.other]"), "utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            'map = "maps/endress-oxy5500.toml"', 'map = "maps-broken/oxy.toml"'
+        ),
+        encoding="utf-8",
+    )
+    _, problems = check_config(path)
+    assert any("'status_ok'" in p and "devices.o2.map" in p for p in problems), problems
 
 
 def _oxy5500_on_the_heater_line(data: dict[str, Any]) -> None:
