@@ -124,6 +124,10 @@ SAFETY_POINTS: tuple[SafetyPoint, ...] = (
     _p("holder_drive", "limit_top", "r", _SIM, "the drive's top limit switch"),
     _p("holder_drive", "limit_bottom", "r", _SIM, "the drive's bottom limit switch"),
     _p("holder_drive", "in_position", "r", _SIM, "the drive reached its target"),
+    # -- O2 analyzer on Modbus (an ASCII one has no map): the value and its validity
+    _p("o2_analyzer", "ppm", "r", _ALL, "the booth's O2: permissive o2_ok"),
+    _p("o2_analyzer", "status_ok", "r", _ALL,
+       "the analyzer says its value is a measurement: permissive o2_ok"),
 )  # fmt: skip
 
 

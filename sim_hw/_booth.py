@@ -50,7 +50,7 @@ class SimBooth:
         self.physics = BoothPhysics(self.loaded, epoch_s=time.time())
         #: Devices served by a vendor personality, coupled to the physics by role.
         self.bridges = {
-            name: Bridge(model, name, self.physics.banks[name])
+            name: Bridge(model, name, self.physics.banks[name], self.physics.analyzer)
             for name, model in self.loaded.config.sim.personalities.items()
         }
         self._with_control = control_socket

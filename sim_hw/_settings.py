@@ -169,8 +169,9 @@ class SimSettings(_Strict):
         default_factory=lambda: dict(DEFAULT_IO_SAFE_OUTPUTS)
     )
     #: Devices served by a vendor personality (sim_hw.personalities), by model: device -> the
-    #: model's map name (``omron-e5cc``, ``watlow-pm``, ``autonics-tk4``, ``wago-750-352``). The
-    #: physics then drives the generic map of the device's kind beside the device's own map.
+    #: model's map name (``omron-e5cc``, ``watlow-pm``, ``autonics-tk4``, ``wago-750-352``,
+    #: ``endress-oxy5500``). The physics then drives the generic map of the device's kind beside
+    #: the device's own map.
     personalities: dict[str, str] = Field(default_factory=dict)
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._banks import FUNCTION_TABLE, AddressError, RegisterBank
 from ._base import ILLEGAL_ADDRESS, Personality, Refusal
 from .autonics_tk4 import AutonicsTK4
+from .endress_oxy5500 import EndressOXY5500
 from .omron_e5cc import OmronE5CC
 from .wago_750_352 import Wago750352
 from .watlow_pm import MODE_AUTO, MODE_OFF, WatlowPM
+
+if TYPE_CHECKING:  # the physics' cell; the physics imports this module's model table
+    from .._atmosphere import AnalyzerCell
 
 #: Model (a shipped map's name) -> (personality factory, device kind, generic map of the kind).
 MODELS: dict[str, tuple[Callable[[str], Any], str, str]] = {
@@ -27,6 +31,7 @@ MODELS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "watlow-pm": (WatlowPM, "temp_controller", "tc-generic.toml"),
     "autonics-tk4": (AutonicsTK4, "temp_controller", "tc-generic.toml"),
     "wago-750-352": (Wago750352, "remote_io", "io-generic.toml"),
+    "endress-oxy5500": (EndressOXY5500, "o2_analyzer", "o2-modbus-generic.toml"),
 }
 #: The booth's I/O wiring on the WAGO line-up: DO1.. in order; the N2 maintain valve, the
 #: exhaust fan's contactor, the vacuum pump's contactor and the suction valve are wired so that
@@ -71,11 +76,17 @@ class BankPersonality:
 class Bridge:
     """One personality and its device's generic bank."""
 
-    def __init__(self, model: str, device: str, bank: RegisterBank) -> None:
+    def __init__(
+        self, model: str, device: str, bank: RegisterBank, analyzer: AnalyzerCell | None = None
+    ) -> None:
         factory, self.kind, _ = MODELS[model]
         self.model = model
         self.device: Personality = factory(device)
         self.bank = bank
+        #: An O2 analyzer measures the cell itself (its float carries what the generic bank's
+        #: whole ppm cannot); each report of the cell is one measurement.
+        self.analyzer = analyzer
+        self._report_seq = -1
 
     def _put(self, name: str, value: float | bool) -> None:
         """A master's write into the generic bank, only when it changes something."""
@@ -108,6 +119,12 @@ class Bridge:
             for i, (name, full) in enumerate(WAGO_ANALOG):
                 value = float(bank.get(name)) if name in bank else 0.0
                 d.ai_ma[i] = 4.0 + 16.0 * min(max(value / full, 0.0), 1.0)
+            return
+        if isinstance(d, EndressOXY5500):
+            cell = self.analyzer
+            if cell is not None and cell.report_seq != self._report_seq:
+                self._report_seq = cell.report_seq
+                d.measure(cell.reported_ppm)
             return
         tc_open = bool(bank.get("tc_open"))
         pv_c = float(bank.get("pv_c"))
