@@ -963,6 +963,17 @@ DIRECTED_STEPS = (Step.DIP_WAIT, Step.DIP_ENTER, Step.DIP_DWELL)
 DIRECTED_S = {"heater_stuck_on": 20.0, "heater_dead": 40.0}
 
 
+def _job_at(step: Step, units: int = 1) -> SimMachine:
+    """A machine running the demo recipe (4 s solder dwell) for ``units``, at ``step`` of its
+    first unit."""
+    m = SimMachine()
+    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
+    m.truth = Truth(m.s, m.recipe)
+    m.start_job(units)
+    m.advance_to(step)
+    return m
+
+
 @pytest.mark.parametrize("step", DIRECTED_STEPS, ids=lambda step: step.value)
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f[0] if f[1] is None else f"{f[0]}={f[1]}")
 def test_each_fault_at_each_dip_step_judged_from_physics(
@@ -974,11 +985,7 @@ def test_each_fault_at_each_dip_step_judged_from_physics(
     a few): this pass lands each one there, lets it act, clears it and recovers as an operator
     would (acknowledge, abort, clear, reset), the judge watching throughout.
     """
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(2)
-    m.advance_to(step)
+    m = _job_at(step, units=2)
     m.advance(3)
     m.inject(fault)
     m.advance(_ticks(DIRECTED_S.get(fault[0], 5.0)))
@@ -1009,11 +1016,7 @@ def test_restart_during_a_station_travel_moves_nothing() -> None:
 def test_restart_with_the_hoist_stalled_in_the_bath_withdraws() -> None:
     """Restarted with the hoist stalled and a part in the bath, the supervisor (stopped) resets
     the drive so that it withdraws once the stall's cause is gone (found by the state machine)."""
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(1)
-    m.advance_to(Step.DIP_DWELL)
+    m = _job_at(Step.DIP_DWELL)
     m.inject(("hoist_stall", None))
     m.advance(5)
     m.crash_and_restart(0.0)
@@ -1037,11 +1040,7 @@ def test_restart_lowered_at_an_unknown_station_withdraws_first(z_mm: float) -> N
 def test_a_refused_point_during_a_dip_delays_no_other_write(point: str) -> None:
     """A device refuses one point while a part is in the bath and the door opens: the part is
     out and the heater off (or the device safe by its own timeout) as the judge demands."""
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(1)
-    m.advance_to(Step.DIP_DWELL)
+    m = _job_at(Step.DIP_DWELL)
     m.refuse(point)
     m.inject(("estop", None))
     m.advance(_ticks(5.0))
@@ -1060,11 +1059,7 @@ def test_a_garbage_reading_during_a_dip_is_no_value(answer: tuple[str, int, str]
     """A point answers a sentinel or an implausible raw value while a part is in the bath: it is
     BAD (never a PV, a vacuum or a height), the part comes out and its unit is rejected; a PV
     that is no reading cuts the heater by both paths, and no reset is taken on it."""
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(1)
-    m.advance_to(Step.DIP_DWELL)
+    m = _job_at(Step.DIP_DWELL)
     assert m.s.phys.state()["part_in_bath"]
     m.garbage(answer)
     snap = m.s.snapshot()
@@ -1094,11 +1089,7 @@ def test_a_drive_losing_its_heartbeats_mid_dip_withdraws_by_itself_and_the_booth
     """The drive's heartbeats are lost while a part is in the bath: its own timeout withdraws
     the part, the supervisor trips on its report (heater off) and takes no job until the
     heartbeats land again."""
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(1)
-    m.advance_to(Step.DIP_DWELL)
+    m = _job_at(Step.DIP_DWELL)
     m.lose_heartbeats()
     m.advance(_ticks(3.0))
     assert not m.s.phys.state()["part_in_bath"]
@@ -1114,11 +1105,7 @@ def test_a_restart_that_cannot_read_the_height_withdraws_the_part() -> None:
     """The supervisor restarts while a part is in the bath and the drive's height answers
     garbage: where the holder is cannot be known, so the top (the target safe from anywhere) is
     commanded and the part comes out; it is never left in the bath until the reading heals."""
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(1)
-    m.advance_to(Step.DIP_DWELL)
+    m = _job_at(Step.DIP_DWELL)
     assert m.s.phys.state()["part_in_bath"]
     m.garbage(("holder.z_mm", 0x10000 - 500, "z_unknown"))
     m.crash_and_restart(0.0)
@@ -1133,11 +1120,7 @@ def test_a_holder_rising_by_itself_at_a_restart_is_not_called_back_down() -> Non
     """The supervisor dies as a part comes up: the drive's own comm-loss timeout withdraws it,
     and the restarted supervisor first sees it mid-way. It lets it rise to the top and never
     sends it back down to where it first saw it."""
-    m = SimMachine()
-    m.recipe = demo_recipe(m.s.loaded, dip_dwell_s=4.0)
-    m.truth = Truth(m.s, m.recipe)
-    m.start_job(1)
-    m.advance_to(Step.DIP_UP)
+    m = _job_at(Step.DIP_UP)
     m.crash_and_restart(1.0)
     lowest_z_mm = m.s.phys.holder.z_mm
     for _ in range(_ticks(3.0)):
