@@ -14,8 +14,11 @@ from drivers._linesched import (
     silence_s,
     write_priority,
 )
+from tests._util import wait_for
 
 pytestmark = pytest.mark.timeout(10)
+#: Conditions checked every millisecond: the waits below fall inside one 50 ms block read.
+FAST = {"interval_s": 0.001}
 
 #: A long block read on the wire (125 registers at 9600 baud is about 0.27 s; shortened here).
 BLOCK_S = 0.05
@@ -31,17 +34,17 @@ async def test_a_safety_read_waits_for_one_exchange_not_for_the_queue() -> None:
         queued = time.monotonic()
         async with line.turn(priority):
             order.append(name)
-            await asyncio.sleep(hold_s)
+            await asyncio.sleep(hold_s)  # the exchange's time on the wire, holding the line
         return time.monotonic() - queued
 
     first = asyncio.create_task(exchange("block0", Priority.READ, BLOCK_S))
-    await asyncio.sleep(0)  # block0 has the line
+    await wait_for(lambda: order == ["block0"], timeout_s=1.0, what="block0 on the line", **FAST)
     blocks = [
         asyncio.create_task(exchange(f"block{i}", Priority.READ, BLOCK_S)) for i in range(1, 11)
     ]
-    await asyncio.sleep(0)
+    await wait_for(lambda: line.waiting == 10, timeout_s=1.0, what="ten blocks queued", **FAST)
     pv = asyncio.create_task(exchange("pv", Priority.SAFETY_READ, 0.001))
-    await asyncio.sleep(0)
+    await wait_for(lambda: line.waiting == 11, timeout_s=1.0, what="the PV read queued", **FAST)
     off = asyncio.create_task(exchange("heater_off", Priority.SAFE_WRITE, 0.001))
     pv_wait_s = await pv
     await asyncio.gather(first, off, *blocks)
@@ -54,10 +57,11 @@ async def test_a_safety_read_waits_for_one_exchange_not_for_the_queue() -> None:
 
 async def test_a_cancelled_waiter_does_not_hold_the_line() -> None:
     line = LineScheduler("rtu:test")
-    release = asyncio.Event()
+    release, held = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
         async with line.turn(Priority.READ):
+            held.set()
             await release.wait()
 
     async def waiter(priority: Priority) -> None:
@@ -65,10 +69,10 @@ async def test_a_cancelled_waiter_does_not_hold_the_line() -> None:
             pass
 
     h = asyncio.create_task(holder())
-    await asyncio.sleep(0)
+    await asyncio.wait_for(held.wait(), timeout=1.0)
     gone = asyncio.create_task(waiter(Priority.SAFETY_READ))
     later = asyncio.create_task(waiter(Priority.READ))
-    await asyncio.sleep(0)
+    await wait_for(lambda: line.waiting == 2, timeout_s=1.0, what="two waiters queued")
     gone.cancel()
     release.set()
     await asyncio.wait_for(asyncio.gather(h, later), timeout=1.0)

@@ -63,7 +63,7 @@ def test_a_paced_reply_wakes_the_reader_once_or_twice_under_uvloop(
             for _ in range(20):
                 readings = await heater.poll()
                 assert all(r.quality is Quality.GOOD for r in readings.values()), readings
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the poller's pace between polls, not a wait
             return sum(sched.served.values()) - before, wakes[0]
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

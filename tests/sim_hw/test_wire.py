@@ -172,7 +172,7 @@ async def test_frames_that_break_the_silence_are_lost(tmp_path: Path) -> None:
             assert server.frames_lost == 1 and server.frames_served == 1
             # Two requests back to back, no silence between: one garbled frame, no answer.
             # The inter-frame silence the protocol requires (what the simulator enforces).
-            await asyncio.sleep(2 * t.silence_s)
+            await asyncio.sleep(2 * t.silence_s)  # the silence before the next frame
             master.send(request + request)
             assert await master.reply(13, timeout_s=0.1) == b""
             assert server.frames_bad == 1
