@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from devkit.booth import BoothStack
 from devkit.config import free_port
+from tests._util import wait_until
 from tests.booth_ctl.gem._host import WAIT_S, Host
 
 
@@ -36,17 +36,14 @@ def mqtt_send(stack: BoothStack, command: str, args: dict[str, Any] | None = Non
 
 
 def wait_listening(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def accepts() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"GEM port {port} not listening within {timeout_s} s: {exc}"
-                ) from exc
-            time.sleep(0.05)  # the poll interval of this deadline-bound wait
+        except OSError:
+            return False
+        return True
+
+    wait_until(accepts, timeout_s, f"GEM port {port} listening", interval_s=0.05)
 
 
 class GemBooth:
