@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ._regmap import Bit, Point, RegisterMap, Table
@@ -192,15 +192,19 @@ class Block:
 
 
 def plan_reads(regmap: RegisterMap) -> tuple[Block, ...]:
-    """As few read requests as cover every point: runs of consecutive addresses per table.
+    """As few read requests as cover every polled point (see ``plan_blocks``)."""
+    return plan_blocks((name, p) for name, p in regmap.points.items() if p.poll)
+
+
+def plan_blocks(points: Iterable[tuple[str, Point]]) -> tuple[Block, ...]:
+    """As few read requests as cover these points: runs of consecutive addresses per table.
 
     Only consecutive addresses are merged: a gap would read registers the map does not name,
     which a real device may refuse with exception 02 (illegal data address) and fail the block.
     """
     by_table: dict[Table, list[tuple[int, int, str]]] = {}
-    for name, p in regmap.points.items():
-        if p.poll:
-            by_table.setdefault(p.table, []).append((p.wire_read_address, p.width, name))
+    for name, p in points:
+        by_table.setdefault(p.table, []).append((p.wire_read_address, p.width, name))
     blocks: list[Block] = []
     for table in ("discrete", "coil", "input", "holding"):
         entries = sorted(by_table.get(table, []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -35,6 +36,12 @@ class Device(Protocol):
 
         Verified by readback (WriteVerifyError) unless the point is a command point.
         """
+        ...
+
+    async def unconfirmed(self, values: Mapping[str, float | bool]) -> frozenset[str]:
+        """The points of ``values`` a read-back does not show at that value now (a device that
+        reset, an output changed by hand), or that have no read-back; raises a DeviceError when
+        the device cannot be read. What a periodic re-assert needs to write again."""
         ...
 
     async def __aenter__(self) -> Self: ...

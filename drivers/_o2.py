@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Self
 
 import serial
@@ -93,6 +94,10 @@ class O2Analyzer:
     async def poll(self) -> dict[str, Reading]:
         now = time.monotonic()
         return {n: aged(r, now, self.config.stale_s) for n, r in self._readings.items()}
+
+    async def unconfirmed(self, values: Mapping[str, float | bool]) -> frozenset[str]:
+        """Its points are commands, sent and acknowledged: none is read back."""
+        return frozenset(values)
 
     async def write(self, point: str, value: float | bool) -> None:
         command = COMMANDS.get(point)

@@ -91,6 +91,40 @@ class WriteSide:
                 address=p.address,
             )
 
+    async def unconfirmed(self, values: Mapping[str, float | bool]) -> frozenset[str]:
+        """The points of ``values`` that the device does not show at that value now.
+
+        Read back in as few block reads as cover them (one per run of addresses), as each write
+        is read back. Never confirmed: a point without a plain read-back (a command, a counter
+        the device consumes, an effect shown in another point), one that cannot be encoded, or
+        one whose scaling is not known yet. Raises a DeviceError when a block cannot be read.
+        """
+        wanted: dict[str, int] = {}
+        unsure: set[str] = set()
+        for point, value in values.items():
+            p = self.regmap.points.get(point)
+            plain = p is not None and p.writable and not p.command and p.readback is True
+            if p is None or not plain or (p.decimal_point and p.decimal_point not in self._dp):
+                unsure.add(point)
+                continue
+            try:
+                wanted[point] = _codec.encode(point, p, value, self._dp_of(p))
+            except _codec.OutOfRange:
+                unsure.add(point)
+        points = self.regmap.points
+        for block in _codec.plan_blocks((n, points[n]) for n in wanted):
+            words = await self._read_block(block)
+            ts = time.monotonic()
+            for name, offset in block.points:
+                p = points[name]
+                raw = _codec.words_to_raw(p, words[offset : offset + p.width])
+                if p.poll:
+                    self._raw[name] = raw
+                    self._readings[name] = self._judge(name, raw, ts)
+                if raw != wanted[name]:
+                    unsure.add(name)
+        return frozenset(unsure)
+
     async def write_block(self, block: str, values: Mapping[str, float | bool]) -> None:
         """The points of a map's ``[blocks.NAME]`` in one FC16 (FC15) request, read back."""
         spec = self.regmap.blocks.get(block)

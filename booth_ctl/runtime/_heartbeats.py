@@ -3,11 +3,12 @@ healthy and the device's outputs are being delivered; otherwise its own layer ta
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from booth_ctl.config._booth import BoothConfig
+from booth_ctl.runtime._ticker import Clock, SleepClock
 from booth_ctl.runtime._writer import OutputWriter, honour_cancel
 from drivers import Device, DeviceError, Reading
 
@@ -93,14 +94,20 @@ class Heartbeats:
             self._withheld.discard(name)
         return True
 
-    async def run(self, name: str, dev: Device) -> None:
-        """Refreshes one device's own watchdog while allowed (see ``_may_beat``)."""
+    async def run(self, name: str, dev: Device, clock: Clock | None = None) -> None:
+        """Refreshes one device's own watchdog while allowed (see ``_may_beat``), on a grid of
+        its period; the waits end on ``clock`` (the scan's ticker in the runtime: a beat is at
+        most one scan period later than its grid point, far inside the device's timeout)."""
         is_io = dev.config.kind == "remote_io"
         point = "watchdog_refresh" if is_io else "heartbeat"
         period_s = heartbeat_period_s(self._cfg, name)
+        clock = clock if clock is not None else SleepClock()
         counter = 0
+        due_s = time.monotonic()
         while True:
-            await asyncio.sleep(period_s)
+            # On a grid, not a sleep after each beat: the time a write takes does not add up.
+            due_s = max(due_s + period_s, time.monotonic())
+            await clock.until(due_s)
             if is_io and self._io_tripped(name):
                 # A tripped module refuses its outputs (so they count undelivered); re-arming it
                 # is what lets them land again.

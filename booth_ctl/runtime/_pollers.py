@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
 
 from booth_ctl.runtime._histograms import PollTimes
+from booth_ctl.runtime._ticker import Clock, SleepClock
 from booth_ctl.runtime._writer import honour_cancel
 from drivers import Device, Quality, Reading
 
@@ -21,19 +21,25 @@ STARTUP_GRACE_S = 3.0
 class PollPacer:
     """Paces one device's poller on a grid of its own: ``fast_hz`` while ``active`` is set, else
     ``rest_hz``. Setting ``active`` ends a rest-rate wait at once, so that a job's first scans do
-    not wait out a slow period."""
+    not wait out a slow period. The waits end on ``clock`` (the scan's ticker in the runtime)."""
 
     def __init__(
-        self, fast_hz: float, rest_hz: float, active: asyncio.Event, offset_s: float = 0.0
+        self,
+        fast_hz: float,
+        rest_hz: float,
+        active: asyncio.Event,
+        offset_s: float = 0.0,
+        clock: Clock | None = None,
     ) -> None:
         self.fast_period_s = 1.0 / fast_hz
         self.rest_period_s = 1.0 / rest_hz
         self._active = active
         self._next = time.monotonic() + offset_s
+        self._clock = clock if clock is not None else SleepClock()
 
     async def first(self) -> None:
         """Until the first poll (the stagger offset)."""
-        await asyncio.sleep(max(self._next - time.monotonic(), 0.0))
+        await self._clock.until(self._next)
 
     async def wait(self) -> None:
         """Until the next poll is due."""
@@ -44,13 +50,11 @@ class PollPacer:
         if delay < 0:
             # Late (a slow device, a busy loop): poll now and keep the grid from there.
             self._next = now
-            delay = 0.0
-        if not resting:
-            await asyncio.sleep(delay)
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._active.wait()
+        if not resting:
+            await self._clock.until(self._next)
+            return
+        if await self._clock.until(self._next, wake=self._active):
             self._next = time.monotonic()  # woken by activity: poll now, then at full rate
 
 

@@ -36,7 +36,11 @@ class ScanStats:
     def __init__(self, period_s: float, window_s: float = WINDOW_S) -> None:
         self.period_s = period_s
         self.window_s = window_s
-        self._samples: deque[tuple[float, float, float]] = deque()
+        #: Start, lateness and duration of each scan in the window, side by side: ``figures()``
+        #: sorts the floats as they are (a few thousand, once a second for telemetry).
+        self._starts: deque[float] = deque()
+        self._late: deque[float] = deque()
+        self._dur: deque[float] = deque()
         self._overruns: deque[float] = deque()
         self.total_scans = 0
         self.total_overruns = 0
@@ -47,7 +51,9 @@ class ScanStats:
     def record(self, start_s: float, lateness_s: float, duration_s: float) -> bool:
         """Add one scan; return True if it overran (finished after the next deadline)."""
         self.total_scans += 1
-        self._samples.append((start_s, lateness_s, duration_s))
+        self._starts.append(start_s)
+        self._late.append(lateness_s)
+        self._dur.append(duration_s)
         self.lateness_counts[bisect.bisect_left(LATENESS_BUCKETS_S, lateness_s)] += 1
         self.lateness_sum_s += lateness_s
         overrun = lateness_s + duration_s > self.period_s
@@ -65,14 +71,16 @@ class ScanStats:
 
     def _trim(self, now_s: float) -> None:
         horizon = now_s - self.window_s
-        while self._samples and self._samples[0][0] < horizon:
-            self._samples.popleft()
+        while self._starts and self._starts[0] < horizon:
+            self._starts.popleft()
+            self._late.popleft()
+            self._dur.popleft()
         while self._overruns and self._overruns[0] < horizon:
             self._overruns.popleft()
 
     def figures(self) -> ScanFigures:
-        late = sorted(s[1] for s in self._samples)
-        dur = sorted(s[2] for s in self._samples)
+        late = sorted(self._late)
+        dur = sorted(self._dur)
 
         def pct(values: list[float], q: float) -> float:
             if not values:

@@ -143,7 +143,7 @@ class Supervisor:
                         # Staggered so that the devices' requests do not all go out on one tick.
                         offset_s = i / n_dev / dev.config.poll_hz
                         pacer = PollPacer(
-                            dev.config.poll_hz, dev.config.rest_hz, self._active, offset_s
+                            dev.config.poll_hz, dev.config.rest_hz, self._active, offset_s, ticker
                         )
                         poller = poll(
                             name, dev, self.signals, health=self._health, pacer=pacer,
@@ -156,7 +156,7 @@ class Supervisor:
                             )
                     tasks.append(tg.create_task(self._scan_loop(ticker), name="scan"))
                     for name in heartbeat_devices(self.cfg):
-                        hb = self._heartbeats.run(name, self.devices.devices[name])
+                        hb = self._heartbeats.run(name, self.devices.devices[name], ticker)
                         tasks.append(tg.create_task(hb, name=f"heartbeat:{name}"))
                     if self._status is not None:
                         tasks.append(tg.create_task(self._telemetry(), name="telemetry"))

@@ -10,6 +10,14 @@ The timer runs on a fixed grid. A read returns how many expiries happened since 
 scan that overran sees more than one, and the missed ticks are skipped, not bunched: the scan
 resumes on the grid instead of racing to catch up.
 
+The ticker is also the clock of the runtime's other paced tasks (pollers, heartbeats):
+``until(deadline)`` ends at the first tick at or after the deadline. A task woken by its own
+timer costs a wake-up of the whole process (an epoll return, a context switch) on top of its
+work; woken on a tick, it rides the wake-up the scan takes anyway. The price is up to one scan
+period of delay, which every paced task here tolerates (a heartbeat is due at a quarter of the
+device's own timeout; a poll at its rate's period). ``SleepClock`` offers the same with the
+loop's own timers, for code run without a ticker.
+
 Linux only (the booth PC runs systemd); Python 3.13 has ``os.timerfd_create``, 3.11 reaches the
 same system calls through ctypes.
 """
@@ -17,11 +25,13 @@ same system calls through ctypes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import math
 import os
 import struct
 import time
+from typing import Protocol
 
 _CLOCK_MONOTONIC = 1
 _TFD_TIMER_ABSTIME = 1
@@ -56,10 +66,35 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
+class Clock(Protocol):
+    async def until(self, deadline_s: float, wake: asyncio.Event | None = None) -> bool:
+        """Wait until ``time.monotonic()`` has reached ``deadline_s``, or ``wake`` is set;
+        return whether ``wake`` ended the wait. A deadline already past returns at once."""
+        ...
+
+
+class SleepClock:
+    """The ``Clock`` of the loop's own timers: each wait is a timer of its own."""
+
+    async def until(self, deadline_s: float, wake: asyncio.Event | None = None) -> bool:
+        delay_s = deadline_s - time.monotonic()
+        if delay_s <= 0:
+            return False
+        if wake is None:
+            await asyncio.sleep(delay_s)
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await wake.wait()
+                return True
+        return False
+
+
 class Ticker:
     """``async with Ticker(period_s) as t: deadline = await t.next()``.
 
     ``next()`` returns the deadline (``time.monotonic()`` seconds) of the tick it waited for.
+    ``until()`` is the ``Clock`` of the tasks paced beside the scan (see the module's text).
     """
 
     def __init__(self, period_s: float) -> None:
@@ -75,6 +110,8 @@ class Ticker:
         self._latest: float | None = None
         #: Ticks that passed while the previous scan had not yet taken the one before.
         self.skipped = 0
+        #: Waits of ``until()``: deadline, the event that may end it early, its future.
+        self._alarms: list[tuple[float, asyncio.Event | None, asyncio.Future[bool]]] = []
 
     async def __aenter__(self) -> Ticker:
         self._loop = asyncio.get_running_loop()
@@ -102,6 +139,9 @@ class Ticker:
             self._fd = -1
         if self._waiter is not None and not self._waiter.done():
             self._waiter.cancel()
+        for _, _, fut in self._alarms:
+            fut.cancel()
+        self._alarms.clear()
 
     async def next(self) -> float:
         """Wait for the next tick; return its deadline. Ticks missed meanwhile are dropped."""
@@ -115,6 +155,43 @@ class Ticker:
         finally:
             self._waiter = None
 
+    async def until(self, deadline_s: float, wake: asyncio.Event | None = None) -> bool:
+        """The ``Clock`` wait: ends on the first tick at or after ``deadline_s``, or on the first
+        tick that finds ``wake`` set."""
+        assert self._loop is not None, "Ticker used outside 'async with'"
+        if deadline_s <= time.monotonic():
+            return False
+        if wake is not None and wake.is_set():
+            return True
+        alarm: tuple[float, asyncio.Event | None, asyncio.Future[bool]] = (
+            deadline_s,
+            wake,
+            self._loop.create_future(),
+        )
+        self._alarms.append(alarm)
+        try:
+            return await alarm[2]
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):
+                self._alarms.remove(alarm)
+            raise
+
+    def _ring(self) -> None:
+        """Ends the ``until()`` waits that this tick is due for."""
+        now_s = time.monotonic()
+        keep = []
+        for alarm in self._alarms:
+            deadline_s, wake, fut = alarm
+            if fut.done():
+                continue
+            if wake is not None and wake.is_set():
+                fut.set_result(True)
+            elif deadline_s <= now_s:
+                fut.set_result(False)
+            else:
+                keep.append(alarm)
+        self._alarms = keep
+
     def _on_expiry(self) -> None:
         """Runs in the loop when the timer fired: hand the newest tick to ``next()``."""
         try:
@@ -124,6 +201,8 @@ class Ticker:
         (expiries,) = struct.unpack("=Q", data)
         if expiries == 0:
             return
+        if self._alarms:
+            self._ring()
         self._next_ns += expiries * self._period_ns
         deadline = (self._next_ns - self._period_ns) / _NS
         # Every expiry but the newest was never handed out; so was an untaken earlier tick.

@@ -1,10 +1,13 @@
 """The output writer: one task per Modbus device sends what the controller wants of it.
 
 Each point is written on its own: a refused or failed write leaves that point undelivered and is
-retried, it never stops the writes after it. Points whose wanted value is the safe one (heater
-run off, contactor open, holder to the top) go first, so that a refusal elsewhere cannot delay
-them. A device with an undelivered point is reported (``undelivered``): its heartbeats stop, so
-its own watchdog or comm-loss timeout takes it safe, and the controller raises an alarm.
+retried, it never stops the writes after it. Every ``REASSERT_PERIOD_S`` the device is asked
+what it holds (a block read-back): a point it no longer shows at its wanted value (the device
+reset, an output changed by hand) is written again, the same as a changed one. Points whose
+wanted value is the safe one (heater run off, contactor open, holder to the top) go first, so
+that a refusal elsewhere cannot delay them. A device with an undelivered point is reported
+(``undelivered``): its heartbeats stop, so its own watchdog or comm-loss timeout takes it safe,
+and the controller raises an alarm.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from drivers import Device, DeviceError
 
 log = logging.getLogger("booth_ctl.runtime")
 
-#: Every desired output is written again this often, even unchanged (a device may have reset).
+#: Every desired output is checked this often, even unchanged (a device may have reset): read back
+#: from the device, and written again where it differs.
 REASSERT_PERIOD_S = 2.0
 #: After a failed write, wait this long before the writer tries that device's failed points again.
 WRITE_RETRY_S = 0.2
@@ -120,12 +124,17 @@ class OutputWriter:
         slot.written.clear()
         slot.changed.set()
 
-    def due(self, name: str, *, full: bool) -> list[tuple[str, float | bool]]:
+    def due(self, name: str, *, also: Collection[str] = ()) -> list[tuple[str, float | bool]]:
         """The writes owed to ``name`` now, safe-direction ones first: every point changed since
-        it was last written (or failed), and every point on a ``full`` re-assert."""
+        it was last written (or failed), and the points named in ``also`` (a re-assert's)."""
         slot = self.slots[name]
-        todo = {p: v for p, v in slot.desired.items() if full or slot.written.get(p) != v}
+        todo = {p: v for p, v in slot.desired.items() if p in also or slot.written.get(p) != v}
         return [(p, todo[p]) for p in slot.order(todo)]
+
+    def settled(self, name: str) -> dict[str, float | bool]:
+        """The points of ``name`` written as now wanted: what a re-assert checks on the device."""
+        slot = self.slots[name]
+        return {p: v for p, v in slot.desired.items() if p in slot.written and slot.written[p] == v}
 
     def landed(self, name: str, point: str, value: float | bool) -> None:
         slot = self.slots[name]
@@ -161,8 +170,9 @@ class OutputWriter:
             slot.changed.clear()
             now = time.monotonic()
             full = now - last_full >= REASSERT_PERIOD_S
+            also = await self._unconfirmed(name, dev) if full else ()
             any_failed = False
-            for point, value in self.due(name, full=full):
+            for point, value in self.due(name, also=also):
                 # Each point on its own: a refusal here must not keep the next one unwritten.
                 try:
                     await dev.write(point, value)
@@ -181,6 +191,19 @@ class OutputWriter:
                 continue
             if full:
                 last_full = now
+
+    async def _unconfirmed(self, name: str, dev: Device) -> Collection[str]:
+        """The re-assert's points: those the device does not show as written. A device that
+        cannot be read back gets every point written again, each failure then its own report."""
+        settled = self.settled(name)
+        if not settled:
+            return ()
+        try:
+            return await dev.unconfirmed(settled)
+        except DeviceError:
+            return settled.keys()
+        finally:
+            honour_cancel()
 
     async def _write_pulses(self, name: str, dev: Device, slot: DeviceOutputs) -> bool:
         failed = False

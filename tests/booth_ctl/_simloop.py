@@ -5,7 +5,8 @@ Each scan the harness reads the register banks into a snapshot, as the pollers w
 
 With ``runtime=True`` it also does what the runtime adds around the scan
 (booth_ctl.runtime._supervisor):
-every output is written again every ``REASSERT_PERIOD_S`` even unchanged, and a tripped I/O
+every output is written again every ``REASSERT_PERIOD_S`` even unchanged (the runtime writes
+those its read-back finds changed: the same end), and a tripped I/O
 watchdog is re-armed only in ``stopped``/``aborted`` (in any other state it trips the
 controller). Outputs go through the runtime's own ``OutputWriter`` (safe-direction points
 first, each on its own); ``refuse`` names points (``dev.point``) whose writes the device refuses,
@@ -126,7 +127,8 @@ class SimLoop:
         for dev in writer.slots:
             if self.phys.faults.offline(dev):
                 continue  # the runtime's write would time out: tried again next time
-            for point, value in writer.due(dev, full=full):
+            owed = writer.due(dev, also=writer.slots[dev].desired if full else ())
+            for point, value in owed:
                 if f"{dev}.{point}" in self.refuse:
                     writer.refused(dev, point, value, "refused by the device")
                     continue

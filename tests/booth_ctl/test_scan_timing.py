@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
 import pytest
 
 from booth_ctl.runtime._scanstats import ScanStats
-from booth_ctl.runtime._ticker import Ticker
+from booth_ctl.runtime._ticker import SleepClock, Ticker
+from tests._util import wait_for
 
 
 async def test_ticks_follow_the_period_grid() -> None:
@@ -33,6 +35,54 @@ async def test_a_slow_consumer_skips_ticks_instead_of_bunching_them() -> None:
     # After the stall the grid continues from "now", it does not replay the missed ticks.
     assert after - late == pytest.approx(period, abs=1e-9)
     assert late - first >= 0.04
+
+
+async def test_a_clock_wait_ends_on_the_tick_after_its_deadline_not_on_a_timer_of_its_own() -> None:
+    async with Ticker(0.2) as ticker:
+        start = time.monotonic()
+        woken = await ticker.until(start + 0.01)
+        end = time.monotonic()
+        # The tick that ended the wait was not taken by a scan: next() hands it over at once.
+        tick = await ticker.next()
+    assert woken is False
+    assert end >= tick >= start + 0.01
+    assert tick > start + 0.1  # the first tick of a 200 ms grid, not the wait's 10 ms
+
+
+async def test_a_clock_wait_ends_on_its_event_and_a_past_deadline_does_not_wait() -> None:
+    async with Ticker(100.0) as ticker:  # no tick comes during this test
+        assert await asyncio.wait_for(ticker.until(time.monotonic() - 1.0), 1.0) is False
+        ev = asyncio.Event()
+        ev.set()
+        assert await asyncio.wait_for(ticker.until(time.monotonic() + 50.0, wake=ev), 1.0)
+    async with Ticker(0.01) as ticker:
+        ev = asyncio.Event()
+        waiting = asyncio.create_task(ticker.until(time.monotonic() + 50.0, wake=ev))
+        await wait_for(lambda: bool(ticker._alarms), timeout_s=5.0, what="the wait registered")
+        assert not waiting.done()
+        ev.set()  # seen on the next tick
+        assert await asyncio.wait_for(waiting, 5.0) is True
+
+
+async def test_a_cancelled_clock_wait_leaves_nothing_behind() -> None:
+    async with Ticker(100.0) as ticker:
+        waiting = asyncio.create_task(ticker.until(time.monotonic() + 50.0))
+        await wait_for(lambda: bool(ticker._alarms), timeout_s=5.0, what="the wait registered")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not ticker._alarms
+
+
+async def test_the_sleep_clock_waits_out_its_deadline_or_ends_on_its_event() -> None:
+    clock = SleepClock()
+    start = time.monotonic()
+    assert await clock.until(start + 0.02) is False
+    assert time.monotonic() >= start + 0.02
+    ev = asyncio.Event()
+    waiting = asyncio.create_task(clock.until(time.monotonic() + 50.0, wake=ev))
+    ev.set()
+    assert await asyncio.wait_for(waiting, 5.0) is True
 
 
 def test_ticker_refuses_a_nonpositive_period() -> None:

@@ -19,7 +19,7 @@ import pytest
 from booth_ctl.config._booth import LoadedConfig, load_config
 from booth_ctl.control._controller import Controller
 from booth_ctl.runtime._heartbeats import Heartbeats, heartbeat_period_s
-from booth_ctl.runtime._writer import OutputWriter
+from booth_ctl.runtime._writer import REASSERT_PERIOD_S, OutputWriter
 from drivers import DeviceSet, Reading
 from sim_hw import SimBooth
 from tests._util import render_config, wait_for
@@ -117,3 +117,35 @@ async def test_a_device_with_undelivered_outputs_gets_no_heartbeats(tmp_path: Pa
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_reassert_writes_again_only_what_the_device_no_longer_holds(
+    tmp_path: Path,
+) -> None:
+    """Every re-assert period the writer reads the outputs back; a coil the module lost (a
+    restart, a hand switch) is written again, the ones it holds are not."""
+    async with _rig(tmp_path) as (sim, _devices, writer, _loaded):
+        bank = sim.bank("io")
+        wanted = {"n2_purge": False, "n2_maintain": True, "exhaust_fan": True, "buzzer": False}
+        writer.dispatch({f"io.{p}": v for p, v in wanted.items()})
+        await wait_for(writer.all_written, timeout_s=3.0, what="the outputs written")
+        seqs = {p: bank.write_seq(p) for p in wanted}
+        bank.set("exhaust_fan", False)
+        await wait_for(
+            lambda: bank.get("exhaust_fan") is True,
+            timeout_s=REASSERT_PERIOD_S + 3.0,
+            what="exhaust_fan written again by the re-assert",
+        )
+        assert bank.write_seq("exhaust_fan") == seqs["exhaust_fan"] + 1
+        # A re-assert after that one, which found nothing to write (the rewrite's own read-back
+        # may or may not have been counted yet: one read more than that).
+        coil_reads = bank.reads["coil"]
+        await wait_for(
+            lambda: bank.reads["coil"] > coil_reads + 1,
+            timeout_s=2 * REASSERT_PERIOD_S + 3.0,
+            what="the next re-assert's read-back",
+        )
+        assert {p: bank.write_seq(p) for p in wanted if p != "exhaust_fan"} == {
+            p: s for p, s in seqs.items() if p != "exhaust_fan"
+        }
+        assert not writer.undelivered()

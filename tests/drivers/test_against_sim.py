@@ -78,6 +78,38 @@ async def test_writes_land_in_the_devices(booth: tuple[SimBooth, DeviceSet]) -> 
     assert sim.bank("holder").get("z_speed_mm_s") == pytest.approx(100.0)
 
 
+async def test_outputs_are_read_back_in_one_request_and_what_differs_is_named(
+    booth: tuple[SimBooth, DeviceSet],
+) -> None:
+    """What the writer's periodic re-assert asks: the outputs the device no longer holds."""
+    sim, dset = booth
+    io = await good_modbus(dset, "io", "every reading of io GOOD")
+    bank = sim.bank("io")
+    wanted: dict[str, float | bool] = {
+        "heater_contactor": True,
+        "n2_purge": False,
+        "n2_maintain": True,
+        "exhaust_fan": True,
+        "vacuum_pump": False,
+    }
+    for point, value in wanted.items():
+        await io.write(point, value)
+    coil_reads = bank.reads["coil"]
+    assert await io.unconfirmed(wanted) == frozenset()
+    assert bank.reads["coil"] == coil_reads + 1  # coils 0..4: one run, one request
+    bank.set("exhaust_fan", False)  # as the module would after a restart, or a hand switch
+    bank.set("vacuum_pump", True)
+    assert await io.unconfirmed(wanted) == {"exhaust_fan", "vacuum_pump"}
+    # Points without a plain read-back are never confirmed: a refresh the module consumes.
+    assert await io.unconfirmed({"watchdog_refresh": 1, "n2_maintain": True}) == {
+        "watchdog_refresh"
+    }
+    heater = dset.devices["heater1"]
+    await heater.write("sv_c", 251.5)
+    assert await heater.unconfirmed({"sv_c": 251.5}) == frozenset()
+    assert await heater.unconfirmed({"sv_c": 252.0}) == {"sv_c"}
+
+
 async def test_offline_device_is_no_comm_and_the_others_go_on(
     booth: tuple[SimBooth, DeviceSet],
 ) -> None:
