@@ -201,8 +201,6 @@ class Ticker:
         (expiries,) = struct.unpack("=Q", data)
         if expiries == 0:
             return
-        if self._alarms:
-            self._ring()
         self._next_ns += expiries * self._period_ns
         deadline = (self._next_ns - self._period_ns) / _NS
         # Every expiry but the newest was never handed out; so was an untaken earlier tick.
@@ -214,3 +212,7 @@ class Ticker:
             waiter.set_result(deadline)
         else:
             self._latest = deadline
+        # After the scan's wake-up: the scan's task runs first in this turn of the loop, the
+        # paced tasks (a poller sending its request) after it, never ahead of it.
+        if self._alarms:
+            self._ring()

@@ -64,6 +64,28 @@ async def test_a_clock_wait_ends_on_its_event_and_a_past_deadline_does_not_wait(
         assert await asyncio.wait_for(waiting, 5.0) is True
 
 
+async def test_the_scan_runs_ahead_of_the_tasks_its_tick_wakes() -> None:
+    """A poller woken by the same tick sends its request after the scan, not before it: the
+    scan's start is not delayed by the work of the paced tasks."""
+    order: list[str] = []
+    async with Ticker(0.2) as ticker:
+
+        async def paced() -> None:
+            await ticker.until(time.monotonic() + 0.001)
+            order.append("paced")
+
+        async def scan() -> None:
+            await ticker.next()
+            order.append("scan")
+
+        # The paced wait registered first, the scan's after it: the order is the ticker's.
+        tasks = [asyncio.create_task(paced())]
+        await wait_for(lambda: bool(ticker._alarms), timeout_s=5.0, what="the paced wait")
+        tasks.append(asyncio.create_task(scan()))
+        await asyncio.wait_for(asyncio.gather(*tasks), 5.0)
+    assert order == ["scan", "paced"]
+
+
 async def test_a_cancelled_clock_wait_leaves_nothing_behind() -> None:
     async with Ticker(100.0) as ticker:
         waiting = asyncio.create_task(ticker.until(time.monotonic() + 50.0))
