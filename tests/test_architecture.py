@@ -4,6 +4,8 @@ over 300 (CONTRIBUTING: split by reason of change, one part per reason)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +56,17 @@ def test_the_check_sees_a_big_class(tmp_path: Path) -> None:
     assert _too_big(path, "big.py") == [
         f"big.py:1: class Big: {CLASS_MAX_LINES + 1} lines (at most {CLASS_MAX_LINES})"
     ]
+
+
+def test_the_daemon_loads_the_hmi_and_gem_links_only_when_configured() -> None:
+    """Their web server and codec are a quarter of the supervisor's memory: a booth with neither
+    configured does not carry them (the daemon imports them where it starts them)."""
+    probe = (
+        "import sys, booth_ctl.cli, booth_ctl.runtime._daemon\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'secsgem')\n"
+        "      or m.startswith(('booth_ctl.links.hmi', 'booth_ctl.links.gem'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout

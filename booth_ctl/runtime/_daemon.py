@@ -14,8 +14,6 @@ from booth_ctl.commands import Source
 from booth_ctl.config._booth import LoadedConfig, RecordsConfig
 from booth_ctl.control._controller import Controller
 from booth_ctl.control._events import Event
-from booth_ctl.links.gem import GemLink
-from booth_ctl.links.hmi import FanOut, Hmi
 from booth_ctl.links.mqtt import records_and_link
 from booth_ctl.records import Purged, Records
 from booth_ctl.runtime._metrics import BoothCollector, MetricsServer, outbox_depth_of
@@ -171,6 +169,10 @@ async def run_daemon(
         status: StatusSink = link
         if loaded.config.hmi is not None:
             # The operator's page: fed beside the MES link, served in the supervisor's tasks.
+            # Imported only when configured, as is the GEM link: their web server and codec are
+            # a quarter of the process's memory, which a booth without them does not carry.
+            from booth_ctl.links.hmi import FanOut, Hmi
+
             hmi = Hmi(loaded, loaded.config.hmi, link.authority, records)
             status = FanOut(link, hmi.feed)
             extra_tasks["hmi"] = hmi.serve
@@ -201,6 +203,8 @@ async def run_daemon(
             gem = loaded.config.gem
             if gem is not None:
                 # The SECS/GEM link: one host over HSMS, commands through the one authority.
+                from booth_ctl.links.gem import GemLink
+
                 await stack.enter_async_context(
                     GemLink(
                         gem,
