@@ -25,6 +25,7 @@ from ._errors import (
     WriteRefusedError,
     WriteVerifyError,
 )
+from ._linerate import LineRate
 from ._modbus_device import ModbusDevice
 from ._o2 import O2Analyzer
 from ._reading import Quality, Reading
@@ -39,6 +40,7 @@ __all__ = [
     "DeviceError",
     "DeviceSet",
     "DeviceTimeout",
+    "LineRate",
     "ModbusDevice",
     "ModbusExceptionReply",
     "O2Analyzer",

@@ -9,6 +9,7 @@ from typing import Self
 from ._config import DeviceConfig, RegisterMap, RtuTransport, SerialTransport, TcpTransport
 from ._device import Device
 from ._errors import ConfigError
+from ._linerate import LineRate
 from ._modbus import ModbusLine, line_key
 from ._modbus_device import ModbusDevice
 from ._o2 import O2Analyzer
@@ -70,6 +71,10 @@ class DeviceSet:
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
+
+    def line_rates(self) -> dict[str, LineRate]:
+        """Each Modbus line's load figures (``drivers._linerate``), by the line's key."""
+        return {key: line.scheduler.rate for key, line in self._lines.items()}
 
     async def _close_lines(self) -> None:
         for line in self._lines.values():

@@ -73,6 +73,8 @@ class LineRate:
     divider: int = 1
     #: The overload text while an episode lasts (None: the safety reads are kept).
     overload: str | None = None
+    #: Overload episodes since start.
+    overloads: int = 0
     #: The last window's figures: busy fraction, of it the non-safety reads, mean exchange.
     busy: float = 0.0
     busy_other: float = 0.0
@@ -153,6 +155,7 @@ class LineRate:
                 f"({100 * self.busy:.0f} % busy, an exchange {1000 * self.exchange_s_mean:.1f} ms "
                 f"on average, non-safety reads already at 1/{self.divider})"
             )
+            self.overloads += 1
             log.error("%s", self.overload)
         elif not late and self.overload is not None:
             log.warning("line %s keeps its safety reads again", self.name)

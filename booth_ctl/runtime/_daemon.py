@@ -192,6 +192,9 @@ async def run_daemon(
                     link=link,
                     outbox_depth=lambda: outbox_depth_of(records),
                     devices=lambda: supervisor.devices.devices if supervisor.devices else {},
+                    line_rates=lambda: (
+                        supervisor.devices.line_rates() if supervisor.devices else {}
+                    ),
                 )
                 try:
                     await stack.enter_async_context(MetricsServer(metrics, collector))

@@ -30,8 +30,9 @@ from booth_ctl.control._image import Snapshot
 from booth_ctl.control._packml import STATES
 from booth_ctl.records import Records
 from booth_ctl.runtime._histograms import PollTimes, lateness_histogram
+from booth_ctl.runtime._linemetrics import line_metrics
 from booth_ctl.runtime._scanstats import ScanStats
-from drivers import Quality, Reading
+from drivers import LineRate, Quality, Reading
 
 log = logging.getLogger("booth_ctl.metrics")
 
@@ -87,11 +88,13 @@ class BoothCollector(Collector):
         link: LinkView | None = None,
         outbox_depth: Callable[[], Awaitable[int]] | None = None,
         devices: Callable[[], Mapping[str, object]] | None = None,
+        line_rates: Callable[[], Mapping[str, LineRate]] | None = None,
     ) -> None:
         self._sup = supervisor
         self._link = link
         self._outbox_depth = outbox_depth
         self._devices = devices
+        self._line_rates = line_rates
         self._outbox: int | None = None
 
     async def refresh(self) -> None:
@@ -113,6 +116,8 @@ class BoothCollector(Collector):
         yield from self._readings(cfg, snap)
         yield from self._device_health(cfg, snap, now)
         yield from self._status(booth)
+        if self._line_rates is not None:
+            yield from line_metrics(self._line_rates())
         if self._link is not None:
             g = GaugeMetricFamily("booth_mqtt_connected", "1 while the MES link is connected")
             g.add_metric([], 1.0 if self._link.connected.is_set() else 0.0)

@@ -25,7 +25,7 @@ from booth_ctl.runtime._histograms import PollTimes
 from booth_ctl.runtime._metrics import BoothCollector, MetricsServer
 from booth_ctl.runtime._scanstats import ScanStats
 from devkit.booth import BoothStack
-from drivers import Quality, Reading
+from drivers import LineRate, Quality, Reading
 from tests._util import free_port, render_config, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,6 +177,24 @@ async def test_collector_reports_what_the_supervisor_knows(supervisor: FakeSuper
     assert v("booth_mqtt_connected") == 1.0
     assert v("booth_mqtt_connections_total") == 3.0
     assert v("booth_outbox_events") == 4.0
+
+
+async def test_each_lines_load_and_overload_are_reported(supervisor: FakeSupervisor) -> None:
+    calm = LineRate("tcp://127.0.0.1:502", busy=0.12, exchange_s_mean=0.0004)
+    full = LineRate("rtu:/dev/ttyUSB0", divider=8, busy=0.97, exchange_s_mean=0.031)
+    full.overload, full.overloads = "line rtu:/dev/ttyUSB0 cannot keep its safety reads", 2
+    rates = {calm.name: calm, full.name: full}
+    collector = BoothCollector(supervisor, line_rates=lambda: rates)
+    async with MetricsServer(MetricsConfig(port=free_port()), collector) as server:
+        m = parse((await server.render()).decode())
+    assert m[("booth_line_busy_ratio", (("line", "rtu:/dev/ttyUSB0"),))] == 0.97
+    assert m[("booth_line_exchange_seconds", (("line", "rtu:/dev/ttyUSB0"),))] == 0.031
+    assert m[("booth_line_read_divider", (("line", "rtu:/dev/ttyUSB0"),))] == 8.0
+    assert m[("booth_line_overloaded", (("line", "rtu:/dev/ttyUSB0"),))] == 1.0
+    assert m[("booth_line_overloads_total", (("line", "rtu:/dev/ttyUSB0"),))] == 2.0
+    assert m[("booth_line_read_divider", (("line", "tcp://127.0.0.1:502"),))] == 1.0
+    assert m[("booth_line_overloaded", (("line", "tcp://127.0.0.1:502"),))] == 0.0
+    assert m[("booth_line_overloads_total", (("line", "tcp://127.0.0.1:502"),))] == 0.0
 
 
 async def _http(port: int, request: bytes) -> bytes:

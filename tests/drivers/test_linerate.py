@@ -82,12 +82,14 @@ def test_safety_reads_that_cannot_be_kept_raise_one_error_per_episode(
     assert "needs 4.00 Hz" in text and "% busy" in text
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, "once per episode, not every window"
+    assert rate.overloads == 1
     # The unit answers in time again: the episode ends, a later one is reported again.
     t = drive(rate, t, 3.0, exchange_s=0.005, pv_every_s=0.1, other_per_pv=1)
     assert rate.overload is None
     drive(rate, t, 12.0, exchange_s=0.3, pv_every_s=0.0, other_per_pv=1)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2
+    assert rate.overloads == 2
 
 
 def test_a_silent_unit_is_not_the_lines_overload() -> None:
