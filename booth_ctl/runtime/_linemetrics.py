@@ -8,39 +8,52 @@ sizing a line, or watching one that a unit too many has filled, reads them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from drivers import LineRate
 
-
-def line_metrics(rates: Mapping[str, LineRate]) -> Iterator[Metric]:
-    busy = GaugeMetricFamily(
-        "booth_line_busy_ratio", "Fraction of the last window the line was held", labels=["line"]
-    )
-    exchange = GaugeMetricFamily(
+#: Each family: name, help text, whether it is a counter, and its value of one line.
+FAMILIES: tuple[tuple[str, str, bool, Callable[[LineRate], float]], ...] = (
+    (
+        "booth_line_busy_ratio",
+        "Fraction of the last window the line was held",
+        False,
+        lambda r: r.busy,
+    ),
+    (
         "booth_line_exchange_seconds",
         "Mean time one exchange held the line over the last window",
-        labels=["line"],
-    )
-    divider = GaugeMetricFamily(
+        False,
+        lambda r: r.exchange_s_mean,
+    ),
+    (
         "booth_line_read_divider",
         "Non-safety reads run at 1/this of their configured rate (1: not slowed)",
-        labels=["line"],
-    )
-    overloaded = GaugeMetricFamily(
+        False,
+        lambda r: float(r.divider),
+    ),
+    (
         "booth_line_overloaded",
         "1 while the line cannot keep its safety reads at the rate their stale limits need",
-        labels=["line"],
-    )
-    episodes = CounterMetricFamily(
-        "booth_line_overloads", "Overload episodes of the line since start", labels=["line"]
-    )
-    for line, rate in sorted(rates.items()):
-        busy.add_metric([line], rate.busy)
-        exchange.add_metric([line], rate.exchange_s_mean)
-        divider.add_metric([line], float(rate.divider))
-        overloaded.add_metric([line], 1.0 if rate.overload is not None else 0.0)
-        episodes.add_metric([line], float(rate.overloads))
-    yield from (busy, exchange, divider, overloaded, episodes)
+        False,
+        lambda r: 1.0 if r.overload is not None else 0.0,
+    ),
+    (
+        "booth_line_overloads",
+        "Overload episodes of the line since start",
+        True,
+        lambda r: float(r.overloads),
+    ),
+)
+
+
+def line_metrics(rates: Mapping[str, LineRate]) -> Iterator[Metric]:
+    for name, text, counter, value in FAMILIES:
+        family = (CounterMetricFamily if counter else GaugeMetricFamily)(
+            name, text, labels=["line"]
+        )
+        for line, rate in sorted(rates.items()):
+            family.add_metric([line], value(rate))
+        yield family
