@@ -170,19 +170,10 @@ class OutputWriter:
             slot.changed.clear()
             now = time.monotonic()
             full = now - last_full >= REASSERT_PERIOD_S
-            also = await self._unconfirmed(name, dev) if full else ()
-            any_failed = False
-            for point, value in self.due(name, also=also):
-                # Each point on its own: a refusal here must not keep the next one unwritten.
-                try:
-                    await dev.write(point, value)
-                except DeviceError as exc:
-                    self.refused(name, point, value, exc)
-                    any_failed = True
-                    continue
-                finally:
-                    honour_cancel()
-                self.landed(name, point, value)
+            # What changed first: the re-assert's read-back must not delay a safe write.
+            any_failed = await self._write(name, dev, self.due(name))
+            if full and (also := await self._unconfirmed(name, dev)):
+                any_failed |= await self._write(name, dev, self.due(name, also=also))
             self.settle(name)
             any_failed |= await self._write_pulses(name, dev, slot)
             if any_failed:
@@ -191,6 +182,24 @@ class OutputWriter:
                 continue
             if full:
                 last_full = now
+
+    async def _write(
+        self, name: str, dev: Device, owed: list[tuple[str, float | bool]]
+    ) -> bool:
+        """Writes each point on its own (a refusal must not keep the next one unwritten);
+        returns whether any failed."""
+        any_failed = False
+        for point, value in owed:
+            try:
+                await dev.write(point, value)
+            except DeviceError as exc:
+                self.refused(name, point, value, exc)
+                any_failed = True
+                continue
+            finally:
+                honour_cancel()
+            self.landed(name, point, value)
+        return any_failed
 
     async def _unconfirmed(self, name: str, dev: Device) -> Collection[str]:
         """The re-assert's points: those the device does not show as written. A device that

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -149,3 +149,40 @@ async def test_the_reassert_writes_again_only_what_the_device_no_longer_holds(
             p: s for p, s in seqs.items() if p != "exhaust_fan"
         }
         assert not writer.undelivered()
+
+
+class _SlowReadBack:
+    """A device whose read-back does not answer until released; its writes land at once."""
+
+    name = "heater1"
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, float | bool]] = []
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def write(self, point: str, value: float | bool) -> None:
+        self.written.append((point, value))
+
+    async def unconfirmed(self, values: Mapping[str, float | bool]) -> frozenset[str]:
+        self.asked.set()
+        await self.release.wait()
+        return frozenset()
+
+
+async def test_a_changed_output_is_written_before_the_reasserts_read_back() -> None:
+    """A re-assert falls due with a safe write pending: the write goes first, the read-back (up
+    to a timeout on a silent device) after it."""
+    writer = OutputWriter(["heater1"], {"heater1.run": 0})
+    slot = writer.slots["heater1"]
+    slot.desired = {"sv_c": 250.0, "run": 1}
+    slot.written = dict(slot.desired)  # settled: what a re-assert reads back
+    dev = _SlowReadBack()
+    writer.dispatch({"heater1.sv_c": 250.0, "heater1.run": 0})
+    task = asyncio.create_task(writer.run("heater1", dev))  # type: ignore[arg-type]
+    try:
+        await wait_for(dev.asked.is_set, timeout_s=5.0, what="the re-assert's read-back")
+        assert dev.written == [("run", 0)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
