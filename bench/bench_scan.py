@@ -7,7 +7,8 @@ booth ``idle`` (reset done, heaters holding, no job) it measures the supervisor 
 (user + system time over wall time, % of one core) and RSS; then it runs demo jobs back to back
 for ``--seconds`` and reads the scan's figures over that time: start lateness p50 / p99 / max
 and overruns (from the supervisor's metrics endpoint when the config has one, else from its
-telemetry, which carries p99, max and overruns of the last minute). Goal: p99 <= 1 ms and no
+telemetry, which carries p99, max and overruns of the last minute; with the endpoint, the
+overruns of the jobs alone, from its total before and after them). Goal: p99 <= 1 ms and no
 overrun during a job. Exits 0 when the goal is met.
 """
 
@@ -84,7 +85,9 @@ async def measure(stack: BoothStack, args: argparse.Namespace) -> dict[str, Any]
         out["idle_load"] = os.getloadavg()[0]
         out["idle_rss_mb"] = rss_mb(pid)
         out["idle_rss_start_mb"] = rss0
-        # A job (or several) for the measuring time.
+        # A job (or several) for the measuring time. Overruns are counted over the jobs alone
+        # (the metrics' total before and after): the last minute's window also holds the start.
+        before = scan_figures(stack, watch).get("overruns_total")
         c0, t0 = cpu_seconds(pid), time.monotonic()
         end = t0 + args.seconds
         counts = await run_jobs(watch, lambda: time.monotonic() >= end)
@@ -92,6 +95,9 @@ async def measure(stack: BoothStack, args: argparse.Namespace) -> dict[str, Any]
         out["job_rss_mb"] = rss_mb(pid)
         out["jobs"] = counts
         out["scan"] = scan_figures(stack, watch)
+        after = out["scan"].get("overruns_total")
+        if before is not None and after is not None:
+            out["scan"]["overruns_jobs"] = after - before
         out["telemetry_scan"] = watch.telemetry[-1][1].get("scan") if watch.telemetry else None
     return out
 
@@ -141,7 +147,10 @@ def main() -> int:
         f"supervisor process, during jobs: CPU {out['job_cpu_pct']:.1f} % of a core, "
         f"RSS {out['job_rss_mb']:.1f} MB"
     )
-    ok = (s.get("late_p99_ms") or 0.0) <= 1.0 and not s.get("overruns_window")
+    overruns_jobs = s.get("overruns_jobs", s.get("overruns_window"))
+    if "overruns_jobs" in s:
+        print(f"  overruns during the jobs alone: {overruns_jobs}")
+    ok = (s.get("late_p99_ms") or 0.0) <= 1.0 and not overruns_jobs
     print(f"goal (p99 <= 1 ms, 0 overruns during a job): {'met' if ok else 'NOT met'}")
     cpu_ok = out["idle_cpu_pct"] <= IDLE_CPU_GOAL_PCT
     print(

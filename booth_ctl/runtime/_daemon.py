@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -143,6 +144,16 @@ def gem_readings(supervisor: Supervisor) -> Callable[[], dict[str, Any]]:
     return readings
 
 
+def freeze_heap() -> None:
+    """Before the scan starts (modules, config, records, the MES link all loaded), move every
+    object alive to the collector's permanent generation: a full collection then walks only what
+    was made since, instead of pausing the loop (the scan) for 10-15 ms over the whole heap. The
+    one collection here runs before the first scan, which it cannot delay."""
+    gc.collect()
+    gc.freeze()
+    log.info("start-up heap frozen: %d objects", gc.get_freeze_count())
+
+
 async def run_daemon(
     loaded: LoadedConfig, install_stop: Callable[[asyncio.Event], None] | None = None
 ) -> None:
@@ -164,7 +175,7 @@ async def run_daemon(
         extra_tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "records-purge": lambda: purge_records(
                 records, loaded.config.records, first_s=PURGE_FIRST_S, every_s=PURGE_EVERY_S
-            )
+            ),
         }
         status: StatusSink = link
         if loaded.config.hmi is not None:
@@ -218,5 +229,6 @@ async def run_daemon(
                         telemetry=gem_readings(supervisor),
                     )
                 )
+            freeze_heap()
             await supervisor.run(stop)
     log.info("supervisor stopped")

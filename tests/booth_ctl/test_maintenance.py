@@ -254,7 +254,7 @@ def _daemon_config(tmp_path: Path, port: int) -> LoadedConfig:
 
 
 @pytest.mark.mqtt
-async def test_the_daemon_restores_the_counters_and_runs_the_purge_task(
+async def test_the_daemon_restores_the_counters_freezes_its_heap_and_runs_the_purge_task(
     tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loaded = _daemon_config(tmp_path, broker.port)
@@ -292,9 +292,15 @@ async def test_the_daemon_restores_the_counters_and_runs_the_purge_task(
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
+    def freeze_heap() -> None:
+        # Not the test process's own heap: only when, before the supervisor's scan or after.
+        seen["frozen_before_the_scan"] = "counters" not in seen
+
     monkeypatch.setattr(_daemon, "Supervisor", FakeSupervisor)
     monkeypatch.setattr(_daemon, "PURGE_FIRST_S", 0.0)
+    monkeypatch.setattr(_daemon, "freeze_heap", freeze_heap)
     await asyncio.wait_for(_daemon.run_daemon(loaded), 30)
+    assert seen["frozen_before_the_scan"] is True
     assert seen["counters"] == {"vessel_dips": {"solder1": 1}, "flux_dips": 1}
     # The state change and the old audit entry went; the dips, the flux dip and the refresh stay.
     assert sorted(seen["events"]) == ["dip", "dip", "dip", "dip", "flux_dip", "refreshed"]
