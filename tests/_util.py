@@ -10,7 +10,17 @@ from typing import Any, TypeVar
 
 from devkit.config import CONFIG_DIR, ROOT, free_port, render_config
 
-__all__ = ["CONFIG_DIR", "ROOT", "free_port", "render_config", "run_tool", "wait_for", "wait_until"]
+__all__ = [
+    "CONFIG_DIR",
+    "ROOT",
+    "free_port",
+    "holds",
+    "holds_sync",
+    "render_config",
+    "run_tool",
+    "wait_for",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -53,6 +63,30 @@ async def wait_for(
                 f"timed out after {timeout_s} s waiting for {what}; last: {last!r}"
             )
         await asyncio.sleep(interval_s)
+
+
+def holds_sync(check: Callable[[], object], duration_s: float, interval_s: float = 0.02) -> bool:
+    """``holds`` for code that is not async: whether ``check`` stayed truthy all along."""
+    end = time.monotonic() + duration_s
+    while time.monotonic() < end:
+        if not check():
+            return False
+        time.sleep(interval_s)
+    return bool(check())
+
+
+async def holds(
+    check: Callable[[], object], *, duration_s: float, interval_s: float = 0.01
+) -> bool:
+    """Whether ``check`` stays truthy for ``duration_s``, sampled every ``interval_s``: the
+    proof that something that must not happen does not (a message that must not come, a state
+    that must not be reached). False as soon as it fails; the caller names what failed."""
+    end = time.monotonic() + duration_s
+    while time.monotonic() < end:
+        if not check():
+            return False
+        await asyncio.sleep(interval_s)
+    return bool(check())
 
 
 def run_tool(

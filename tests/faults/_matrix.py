@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from booth_ctl.control._events import CommandRefused
+from tests._util import holds, wait_for
 
 from . import _cover
 from ._rig import BAND_C, O2_LEAK_PPM, O2_LIMIT_PPM, SETPOINT_C, Rig, Sample
@@ -198,12 +199,15 @@ class _Watch:
         self.rig = rig
         self.device = device
         self.stale_at: float | None = None
+        #: Set once the watch has looked: a staleness it finds is after the fault, not before.
+        self.looked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
             if self.device and self.stale_at is None and not self.rig.signal_ok(self.device):
                 self.stale_at = time.monotonic()
+            self.looked.set()
             await asyncio.sleep(0.002)  # the watch's sampling interval
 
     async def __aenter__(self) -> _Watch:
@@ -234,7 +238,7 @@ async def run_case(rig: Rig, label: str, phase: str, *, slow_s: float = 120.0) -
     truth0 = rig.truth()
     base = (len(truth0["bath_entries"]), truth0["flux_dips"], truth0["parts_dropped_in_bath"])
     async with _Watch(rig, device) as watch:
-        await asyncio.sleep(0)  # the watch's first look is before the fault
+        await wait_for(watch.looked.is_set, timeout_s=5.0, what="the watch's first look")
         t0 = time.monotonic()
         rig.sim.inject(name, value)
         await _respond(rig, out, t0, since, slow_s, uncovered=uncovered)
@@ -400,12 +404,8 @@ async def _stays_out_of_idle(
     """In resetting the fault must keep the booth from idle (or, must_leave False, let it be)."""
     if phase != "resetting":
         return
-    t_end = time.monotonic() + hold_s
-    while time.monotonic() < t_end:
-        if must_leave and rig.state == "idle":
-            out.violations.append("reached idle with the fault active")
-            return
-        await asyncio.sleep(0.01)  # sampled while the hold time passes
+    if not await holds(lambda: not must_leave or rig.state != "idle", duration_s=hold_s):
+        out.violations.append("reached idle with the fault active")
 
 
 async def _flux_low(rig: Rig, out: Outcome, phase: str) -> None:

@@ -26,7 +26,7 @@ from booth_ctl.runtime._supervisor import Supervisor
 from devkit.config import render_config
 from drivers import Quality
 from sim_hw import SimBooth
-from tests._util import wait_for
+from tests._util import holds, wait_for
 
 #: The recipe's O2 limit; the leak steps the booth well over it.
 O2_LIMIT_PPM = 1000.0
@@ -286,10 +286,8 @@ class Rig:
 
     async def holds(self, check: Callable[[], Any], duration_s: float, what: str) -> None:
         """``check`` stays true for ``duration_s`` (something that must not happen, doesn't)."""
-        end = time.monotonic() + duration_s
-        while time.monotonic() < end:
-            assert check(), f"no longer true: {what}; state {self.state}, step {self.step_name()}"
-            await asyncio.sleep(0.005)  # how often the check is sampled while time passes
+        kept = await holds(check, duration_s=duration_s, interval_s=0.005)
+        assert kept, f"no longer true: {what}; state {self.state}, step {self.step_name()}"
 
     # ------------------------------------------------------------------ getting to a phase
 

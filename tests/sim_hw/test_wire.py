@@ -20,7 +20,7 @@ from drivers._modbus import ModbusLine
 from sim_hw._banks import RegisterBank
 from sim_hw._modbus import ModbusResponder, ModbusRtuServer, Unit
 from sim_hw._wire import WireClock, WireTiming
-from tests._util import CONFIG_DIR, wait_for
+from tests._util import CONFIG_DIR, holds, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -167,8 +167,8 @@ async def test_frames_that_break_the_silence_are_lost(tmp_path: Path) -> None:
             # The reply's first byte is here, the rest still on the wire: talk now.
             os.write(master.fd, request)
             await master.reply(13)
-            await asyncio.sleep(0.1)  # a second reply would have come by now
-            assert len(master.data()) == 13
+            # No second reply: one would have come within 0.1 s.
+            assert await holds(lambda: len(master.data()) == 13, duration_s=0.1)
             assert server.frames_lost == 1 and server.frames_served == 1
             # Two requests back to back, no silence between: one garbled frame, no answer.
             # The inter-frame silence the protocol requires (what the simulator enforces).
