@@ -80,9 +80,7 @@ class WriteSide:
             return
         p_block = _codec.Block(p.table, p.wire_read_address, p.width, ((point, 0),))
         readback = _codec.words_to_raw(p, await self._read_block(p_block))
-        if p.poll:
-            self._raw[point] = readback
-            self._readings[point] = self._judge(point, readback, time.monotonic())
+        self._read_back(point, p, readback, time.monotonic())
         if readback != raw:
             raise WriteVerifyError(
                 self.name,
@@ -118,9 +116,7 @@ class WriteSide:
             for name, offset in block.points:
                 p = points[name]
                 raw = _codec.words_to_raw(p, words[offset : offset + p.width])
-                if p.poll:
-                    self._raw[name] = raw
-                    self._readings[name] = self._judge(name, raw, ts)
+                self._read_back(name, p, raw, ts)
                 if raw != wanted[name]:
                     unsure.add(name)
         return frozenset(unsure)
@@ -172,6 +168,12 @@ class WriteSide:
                     f"{_shown(p, got)} (raw {got})",
                     address=p.address,
                 )
+
+    def _read_back(self, name: str, p: Point, raw: int, ts: float) -> None:
+        """A polled point read back after a write is a fresh reading of it, too."""
+        if p.poll:
+            self._raw[name] = raw
+            self._readings[name] = self._judge(name, raw, ts)
 
     async def _verify_effect(self, point: str, shown_in: str, value: float | bool) -> None:
         """A write-only command whose effect shows in another point or bit."""
