@@ -79,6 +79,10 @@ from tests.booth_ctl._plant import STATE_COMMANDS, demo_recipe, try_command
 from tests.booth_ctl._simloop import SimLoop
 
 EXAMPLES = int(os.environ.get("BOOTH_STATEFUL_SIM_EXAMPLES", "45"))
+#: The suite's run explores the same sequences every time, so that a change is judged on what
+#: it changed; a bench run (which sets the number of examples) explores new ones each time and is
+#: where new findings come from (docs/safety.md lists the open ones).
+EXPLORE = "BOOTH_STATEFUL_SIM_EXAMPLES" in os.environ
 STEPS = int(os.environ.get("BOOTH_STATEFUL_SIM_STEPS", "30"))
 #: A bench run with many examples may take longer than the suite's default timeout.
 pytestmark = pytest.mark.timeout(max(120, EXAMPLES * 3))
@@ -951,6 +955,7 @@ class SimMachine(RuleBasedStateMachine):
 SimMachine.TestCase.settings = settings(
     max_examples=EXAMPLES,
     stateful_step_count=STEPS,
+    derandomize=not EXPLORE,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
